@@ -1,0 +1,59 @@
+"""scorer's engine: one local scoring engine with vLLM's three score types.
+
+Public API (pinned by ``__all__`` and a test)::
+
+    from engine import Scorer
+    scorer = Scorer.load("path/to/model")          # score type detected from the checkpoint
+    scorer.score("query", ["doc a", "doc b"])      # list[ScoreResult], in input order
+    scorer.rerank("query", ["doc a", "doc b"])     # list[RerankResult], best first
+
+``engine`` imports no framework (LangChain, LlamaIndex) and no torch until a model is loaded.
+"""
+
+from __future__ import annotations
+
+from .config import ScorerConfig
+from .errors import (
+    InputError,
+    InputTooLongError,
+    MissingDependency,
+    ModelLoadError,
+    PairingError,
+    RemoteScoreError,
+    ScorerError,
+    ScoreTypeDetectionError,
+    TemplateError,
+    UnsupportedScoreType,
+)
+from .llm import LLM, PoolingParams, ScoringOutput, ScoringRequestOutput
+from .ranking import rank
+from .scorer import DEFAULT_MODEL, Scorer, default_model_path
+from .types import RerankResult, ScoreResult, ScoreType
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "LLM",
+    "InputError",
+    "InputTooLongError",
+    "MissingDependency",
+    "ModelLoadError",
+    "PairingError",
+    "PoolingParams",
+    "RemoteScoreError",
+    "RerankResult",
+    "ScoreResult",
+    "ScoreType",
+    "ScoreTypeDetectionError",
+    "Scorer",
+    "ScorerConfig",
+    "ScorerError",
+    "ScoringOutput",
+    "ScoringRequestOutput",
+    "TemplateError",
+    "UnsupportedScoreType",
+    "__version__",
+    "default_model_path",
+    "rank",
+]

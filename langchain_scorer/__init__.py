@@ -1,0 +1,1 @@
+"""LangChain integration of scorer (filled in by the integrations work)."""

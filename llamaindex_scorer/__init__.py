@@ -1,0 +1,1 @@
+"""LlamaIndex integration of scorer (filled in by the integrations work)."""
