@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .config import ScorerConfig
-from .errors import InputError
+from .errors import InputError, UnsupportedScoreType
 from .pairing import as_text_list, pair_indices, validate_truncate_prompt_tokens
 from .ranking import rank
 from .types import RerankResult, ScoreResult, ScoreType
@@ -184,6 +184,26 @@ class Scorer:
             )
         return results
 
+    def _score_resolved(
+        self,
+        queries: list[str],
+        documents: list[str],
+        query_index: list[int],
+        *,
+        use_activation: bool,
+        truncate_prompt_tokens: int | None,
+    ) -> list[ScoreResult]:
+        """Score already-paired, already-validated input (pair k = queries[query_index[k]]).
+
+        For engine.server's micro-batcher, which merges many requests into one model call and
+        shares each distinct query between them; ``truncate_prompt_tokens`` is already resolved.
+        """
+        with self._lock:
+            return self._backend.score_pairs(  # type: ignore[no-any-return]
+                queries, documents, query_index, use_activation=use_activation,
+                truncate_prompt_tokens=truncate_prompt_tokens,
+            )
+
     def rerank(
         self,
         query: str,
@@ -238,5 +258,43 @@ class Scorer:
             self.rerank, query, documents, top_n=top_n, use_activation=use_activation,
             truncate_prompt_tokens=truncate_prompt_tokens,
         )
+
+    # -- embeddings (bi-encoder only) ------------------------------------------------------------
+    def embed(self, texts: str | Sequence[str]) -> list[list[float]]:
+        """Sentence embeddings of ``texts``, in input order, as Python floats.
+
+        Only a bi-encoder has one vector per text: these are the vectors its cosine scores
+        compare (L2-normalised when the checkpoint has a Normalize module). Over-long texts
+        are handled as in :meth:`score` (cut and logged, or refused with ``overflow="error"``).
+
+        Raises:
+            UnsupportedScoreType: the scorer is a cross-encoder or late-interaction model.
+            InputError: a non-string item.
+        """
+        if self.score_type is not ScoreType.BI_ENCODER:
+            raise UnsupportedScoreType(
+                f"embed() needs a bi-encoder model, but {self.model!r} is loaded as "
+                f"{self.score_type.value}, which has no single vector per text. Load a "
+                "bi-encoder for embeddings (Scorer.load() gives the bundled all-MiniLM-L6-v2), "
+                "and keep this model for score()/rerank()."
+            )
+        items = as_text_list(texts, side="texts")
+        if not items:
+            return []
+        with self._lock:
+            emb, truncated = self._backend.embed_texts(items)  # [N, D] float32
+        n_cut = sum(truncated)
+        if n_cut:
+            logger.warning(
+                "%d of %d texts were truncated to %d tokens before embedding; "
+                "pass overflow='error' to Scorer.load to refuse over-long input instead.",
+                n_cut, len(items), self.max_length,
+            )
+        vectors: list[list[float]] = emb.tolist()  # tolist() gives Python floats
+        return vectors
+
+    async def aembed(self, texts: str | Sequence[str]) -> list[list[float]]:
+        """:meth:`embed` on a worker thread, so the event loop keeps running."""
+        return await asyncio.to_thread(self.embed, texts)
 
 

@@ -135,3 +135,11 @@ class BiEncoderBackend(LocalBackend):
             )
             for k, q in enumerate(query_index)
         ]
+
+    def embed_texts(self, texts: list[str]) -> tuple[torch.Tensor, list[bool]]:
+        """Sentence embeddings [N, D] exactly as the score path makes them, and which were cut.
+
+        The entry point of ``Scorer.embed``: the model's own limit and the configured overflow.
+        """
+        emb, tok = self.embed(texts, limit=self._max_length, overflow=self.config.overflow)
+        return emb, tok.truncated

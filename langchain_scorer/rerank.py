@@ -1,0 +1,216 @@
+"""``ScorerRerank`` (a document compressor) and ``ScorerCrossEncoder`` (for CrossEncoderReranker)."""
+
+from __future__ import annotations
+
+import copy
+import string
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.callbacks import Callbacks
+from langchain_core.cross_encoders import BaseCrossEncoder
+from langchain_core.documents import BaseDocumentCompressor, Document
+from pydantic import field_validator
+
+from engine.errors import InputError
+from engine.integrations import SupportsRerank, check_score_threshold, check_top_n
+
+from ._base import ScorerFields
+
+__all__ = ["ScorerCrossEncoder", "ScorerRerank"]
+
+
+class ScorerRerank(ScorerFields, BaseDocumentCompressor):
+    """Rerank LangChain documents with a local (or remote) scorer, best first.
+
+    Each returned document is a copy (same ``id``, metadata deep-copied) with
+    ``metadata[score_key]`` set to its score as a Python float; the caller's documents are never
+    changed. Scores are the engine's: sigmoid for cross-encoders, cosine for bi-encoders, MaxSim
+    for late interaction (``use_activation=False`` gives raw logits / unnormalised MaxSim).
+
+    Example:
+        >>> from langchain_classic.retrievers import ContextualCompressionRetriever
+        >>> reranker = ScorerRerank(model="path/to/cross-encoder", top_n=3)  # doctest: +SKIP
+        >>> retriever = ContextualCompressionRetriever(
+        ...     base_compressor=reranker, base_retriever=vector_store.as_retriever(k=20)
+        ... )  # doctest: +SKIP
+    """
+
+    scorer: SupportsRerank | None = None
+    """A ready scorer (``engine.Scorer`` or a remote scorer), shared as is; instead of ``model``."""
+
+    top_n: int | None = 3
+    """How many documents to return, best first; None returns all that pass the threshold."""
+
+    score_threshold: float | None = None
+    """Drop documents scoring below this, after the full sort (on the ``score`` scale)."""
+
+    score_key: str = "relevance_score"
+    """Metadata key the score is written to (an existing value there is replaced)."""
+
+    document_template: str | None = None
+    """Text sent to the model, as a ``str.format`` template over ``page_content`` and metadata
+    keys, e.g. ``"{title}\\n{page_content}"``. None sends ``page_content``. A document without a
+    key the template names is an error, not a silent blank."""
+
+    use_activation: bool | None = None
+    """None/True: the model's activation (sigmoid for cross-encoders); False: raw scores."""
+
+    truncate_prompt_tokens: int | None = None
+    """As vLLM: cut each model input to this many tokens (-1: the model's maximum)."""
+
+    @field_validator("top_n", mode="before")
+    @classmethod
+    def _check_top_n(cls, value: Any) -> int | None:
+        return check_top_n(value)
+
+    @field_validator("score_threshold", mode="before")
+    @classmethod
+    def _check_threshold(cls, value: Any) -> float | None:
+        return check_score_threshold(value)
+
+    @field_validator("score_key")
+    @classmethod
+    def _check_score_key(cls, value: str) -> str:
+        if not value:
+            raise InputError("score_key must be a non-empty string.")
+        return value
+
+    @field_validator("document_template")
+    @classmethod
+    def _check_template(cls, value: str | None) -> str | None:
+        if value is not None:
+            template_fields(value)
+        return value
+
+    def compress_documents(
+        self,
+        documents: Sequence[Document],
+        query: str,
+        callbacks: Callbacks | None = None,
+    ) -> Sequence[Document]:
+        """Return copies of the best ``top_n`` documents (at or above the threshold), best first.
+
+        Empty input returns [] without loading the model.
+
+        Raises:
+            InputError: ``query`` is not a string, an item is not a Document, or a document
+                lacks a metadata key that ``document_template`` names.
+        """
+        docs, texts = self._texts(documents, query)
+        ranked = self._scorer_source().rerank(query, texts, **self._rerank_options())
+        return [self._scored_copy(docs[r.index], r.score) for r in ranked]
+
+    async def acompress_documents(
+        self,
+        documents: Sequence[Document],
+        query: str,
+        callbacks: Callbacks | None = None,
+    ) -> Sequence[Document]:
+        """:meth:`compress_documents` through the scorer's own async path."""
+        docs, texts = self._texts(documents, query)
+        ranked = await self._scorer_source().arerank(query, texts, **self._rerank_options())
+        return [self._scored_copy(docs[r.index], r.score) for r in ranked]
+
+    # -- translation -----------------------------------------------------------------------------
+    def _rerank_options(self) -> dict[str, Any]:
+        return {
+            "top_n": self.top_n,
+            "score_threshold": self.score_threshold,
+            "use_activation": self.use_activation,
+            "truncate_prompt_tokens": self.truncate_prompt_tokens,
+        }
+
+    def _texts(self, documents: Sequence[Document], query: str) -> tuple[list[Document], list[str]]:
+        if not isinstance(query, str):
+            raise InputError(f"query must be a string, got {type(query).__name__}.")
+        docs = list(documents)
+        for i, doc in enumerate(docs):
+            if not isinstance(doc, Document):
+                raise InputError(
+                    f"documents[{i}] is {type(doc).__name__}, not a langchain_core Document. "
+                    "Wrap text as Document(page_content=...)."
+                )
+        if self.document_template is None:
+            return docs, [doc.page_content for doc in docs]
+        return docs, [render_document(self.document_template, doc, i) for i, doc in enumerate(docs)]
+
+    def _scored_copy(self, doc: Document, score: float) -> Document:
+        # model_copy keeps Document.id; the metadata is deep-copied so later edits to the
+        # result never reach the caller's document.
+        metadata = copy.deepcopy(doc.metadata)
+        metadata[self.score_key] = float(score)
+        return doc.model_copy(update={"metadata": metadata})
+
+
+class ScorerCrossEncoder(ScorerFields, BaseCrossEncoder):
+    """A ``BaseCrossEncoder`` over the engine, for ``CrossEncoderReranker(model=...)``.
+
+    ``score`` takes (query, document) pairs and returns their scores in order as Python floats;
+    pairs sharing one query are scored in one 1:N call.
+    """
+
+    scorer: SupportsRerank | None = None
+    """A ready scorer (``engine.Scorer`` or a remote scorer), shared as is; instead of ``model``."""
+
+    use_activation: bool | None = None
+    """None/True: the model's activation (sigmoid for cross-encoders); False: raw scores."""
+
+    truncate_prompt_tokens: int | None = None
+    """As vLLM: cut each model input to this many tokens (-1: the model's maximum)."""
+
+    def score(self, text_pairs: list[tuple[str, str]]) -> list[float]:
+        """Scores of ``text_pairs`` in order; [] for no pairs, without loading the model."""
+        return self._scorer_source().score_pairs(text_pairs, **self._options())
+
+    async def ascore(self, text_pairs: list[tuple[str, str]]) -> list[float]:
+        """:meth:`score` through the scorer's own async path."""
+        return await self._scorer_source().ascore_pairs(text_pairs, **self._options())
+
+    def _options(self) -> dict[str, Any]:
+        return {
+            "use_activation": self.use_activation,
+            "truncate_prompt_tokens": self.truncate_prompt_tokens,
+        }
+
+
+def template_fields(template: str) -> list[str]:
+    """The names a ``document_template`` uses; refuses forms that can't name a metadata key."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise InputError(
+            f"document_template {template!r} is not a valid str.format template ({exc}); "
+            "write literal braces as {{ and }}."
+        ) from exc
+    names = []
+    for _, name, _, _ in parsed:
+        if name is None:
+            continue
+        if not name.isidentifier():
+            raise InputError(
+                f"document_template field {{{name}}} is not a plain name. Use "
+                "{page_content} or {some_metadata_key}; positional {} and attribute or index "
+                "access ({a.b}, {a[0]}) are not supported."
+            )
+        names.append(name)
+    if not names:
+        raise InputError(
+            f"document_template {template!r} names no field, so every document would be sent "
+            "as the same text. Include {page_content} or a metadata key."
+        )
+    return names
+
+
+def render_document(template: str, doc: Document, index: int) -> str:
+    """The text of ``doc`` through ``template``; ``page_content`` wins over a metadata key of
+    that name."""
+    values = {**doc.metadata, "page_content": doc.page_content}
+    missing = [name for name in template_fields(template) if name not in values]
+    if missing:
+        raise InputError(
+            f"document_template needs metadata key(s) {missing}, which documents[{index}] "
+            f"(id={doc.id!r}) doesn't have; its metadata keys are {sorted(doc.metadata)}. "
+            "Add the key to every document, or change the template."
+        )
+    return template.format_map(values)
