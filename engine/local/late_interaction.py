@@ -77,17 +77,20 @@ class LateInteractionBackend(LocalBackend):
     def _init_markers(self) -> None:
         tok = self.encoder.tokenizer
         vocab = tok.get_vocab()
-        q = str(self.info.st_config.get("query_prefix", "[unused0]")).strip()
-        d = str(self.info.st_config.get("document_prefix", "[unused1]")).strip()
-        for marker in (q, d):
-            if marker not in vocab:
+        markers = []
+        # PyLate stores the prefixes as added tokens "[Q] "/"[D] "; colbert-ir uses [unused0/1].
+        for key, default in (("query_prefix", "[unused0]"), ("document_prefix", "[unused1]")):
+            marker = str(self.info.st_config.get(key, default))
+            token = marker if marker in vocab else marker.strip()
+            if token not in vocab:
                 raise ModelLoadError(
                     f"colbert_markers=True needs the marker token {marker!r} in the vocabulary "
                     f"of {self.info.path}; this tokenizer has no such token."
                 )
+            markers.append(vocab[token])
         if tok.mask_token_id is None:
             raise ModelLoadError("colbert_markers=True needs a [MASK] token for query augmentation.")
-        self.query_marker, self.doc_marker = vocab[q], vocab[d]
+        self.query_marker, self.doc_marker = markers
         self.skip_ids = {
             i for ch in string.punctuation
             for i in tok(ch, add_special_tokens=False)["input_ids"][:1]
