@@ -32,6 +32,15 @@ from .types import RerankResult, ScoreResult, ScoreType
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    # Remote mode loads on first use, so `import engine` never pulls in its modules (or httpx).
+    if name == "RemoteScorer":
+        from .remote import RemoteScorer
+
+        return RemoteScorer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __all__ = [
     "DEFAULT_MODEL",
     "LLM",
@@ -42,6 +51,7 @@ __all__ = [
     "PairingError",
     "PoolingParams",
     "RemoteScoreError",
+    "RemoteScorer",
     "RerankResult",
     "ScoreResult",
     "ScoreType",

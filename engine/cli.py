@@ -15,6 +15,12 @@ __all__ = ["main"]
 # Extra subcommands (e.g. ``serve``) add themselves here: name → (add_arguments, run).
 SUBCOMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[Any], int]]] = {}
 
+# `serve` needs the server extra only when it runs (engine.server.cli imports no FastAPI).
+from .server.cli import add_arguments as _serve_arguments  # noqa: E402
+from .server.cli import run as _serve_run  # noqa: E402
+
+SUBCOMMANDS["serve"] = (_serve_arguments, _serve_run)
+
 _PROGRESS_MIN = 64  # below this many documents a progress bar is noise
 
 

@@ -1,0 +1,77 @@
+"""``scorer serve MODEL``: load one model and serve vLLM's score/rerank API over HTTP."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = ("Serve vLLM's /score and /rerank API (plus /health, /v1/models, /metrics, "
+                     "/docs) with one locally loaded model.")
+    p.add_argument("model", help="model folder or cached hub id")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", default=None,
+                   help="require 'Authorization: Bearer KEY' on every scoring route (default: "
+                   "the VLLM_API_KEY environment variable, else no auth)")
+    p.add_argument("--served-model-name", default=None,
+                   help="model name in responses and /v1/models (default: MODEL)")
+    p.add_argument("--score-type", choices=["cross-encoder", "late-interaction", "bi-encoder"],
+                   default=None, help="override the score type detected from the checkpoint")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--max-length", "--max-model-len", dest="max_length", type=int, default=None,
+                   help="cap on tokens per model input")
+    p.add_argument("--batch-size", type=int, default=32, help="sequences per forward pass")
+    p.add_argument("--max-documents-per-request", type=int, default=1000,
+                   help="larger requests answer 413 (default: 1000)")
+    p.add_argument("--max-body-bytes", type=int, default=8 * 1024 * 1024,
+                   help="larger request bodies answer 413 (default: 8 MiB)")
+    p.add_argument("--no-batching", dest="batching", action="store_false",
+                   help="score each request on its own instead of merging concurrent ones")
+    p.add_argument("--batch-wait-ms", type=float, default=2.0,
+                   help="how long a request waits for others to join its batch (default: 2)")
+    p.add_argument("--max-batch-pairs", type=int, default=256,
+                   help="most pairs merged into one model call (default: 256)")
+    p.add_argument("--max-batch-tokens", type=int, default=32768,
+                   help="most (estimated) tokens merged into one model call (default: 32768)")
+    p.add_argument("--timeout-graceful-shutdown", type=float, default=30.0,
+                   help="seconds to finish in-flight requests on shutdown (default: 30)")
+    p.add_argument("--log-level", default="info",
+                   choices=["critical", "error", "warning", "info", "debug"])
+
+
+def run(args: Any) -> int:
+    """Load the model, build the app and run uvicorn until interrupted."""
+    from .._optional import require
+
+    require("fastapi", extra="server", purpose="scorer serve")
+    uvicorn = require("uvicorn", extra="server", purpose="scorer serve")
+    from ..scorer import Scorer
+    from .app import ServerConfig, create_app
+
+    config = ServerConfig(
+        served_model_name=args.served_model_name,
+        api_key=args.api_key or os.environ.get("VLLM_API_KEY") or None,
+        max_documents_per_request=args.max_documents_per_request,
+        max_body_bytes=args.max_body_bytes,
+        batching=args.batching,
+        batch_wait_ms=args.batch_wait_ms,
+        max_batch_pairs=args.max_batch_pairs,
+        max_batch_tokens=args.max_batch_tokens,
+    )
+    scorer = Scorer.load(args.model, score_type=args.score_type, device=args.device,
+                         dtype=args.dtype, max_length=args.max_length, batch_size=args.batch_size)
+    app = create_app(scorer, config)
+    auth = "on" if config.api_key else "off"
+    print(f"scorer: serving {scorer!r} as {config.served_model_name or scorer.model!r} at "
+          f"http://{args.host}:{args.port} (auth {auth}, micro-batching "
+          f"{'on' if config.batching else 'off'}); docs at /docs", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
+                timeout_graceful_shutdown=args.timeout_graceful_shutdown)
+    return 0
