@@ -1,0 +1,99 @@
+"""The vLLM-compatible LLM shim and the ``scorer`` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine import LLM, InputError, PairingError, PoolingParams, Scorer
+from engine.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_seed_example_runs_unchanged(bert_ce: Path) -> None:
+    llm = LLM(model=str(bert_ce), runner="pooling")
+    (output,) = llm.score("What is the capital of France?", "The capital of France is Paris.")
+    expected = Scorer.load(bert_ce).score(
+        "What is the capital of France?", "The capital of France is Paris.")[0].score
+    assert output.outputs.score == expected
+
+
+def test_shim_pairs_and_pooling_params(bert_ce: Path) -> None:
+    llm = LLM(model=str(bert_ce), runner="pooling", gpu_memory_utilization=0.9)
+    outputs = llm.score("q", ["a", "b", "c"])
+    assert len(outputs) == 3 and len({o.request_id for o in outputs}) == 3
+    raw = llm.score("q", ["a"], pooling_params=PoolingParams(use_activation=False))
+    assert raw[0].outputs.score == Scorer.load(bert_ce).score("q", "a", use_activation=False)[0].score
+    with pytest.raises(PairingError):
+        llm.score(["q1", "q2"], ["a", "b", "c"])
+
+
+def test_shim_task_selects_score_type(bert_ce: Path) -> None:
+    assert LLM(model=str(bert_ce), task="embed").scorer.score_type.value == "bi-encoder"
+    with pytest.raises(InputError, match="runner"):
+        LLM(model=str(bert_ce), runner="generate")
+    with pytest.raises(InputError, match="Unknown LLM argument"):
+        LLM(model=str(bert_ce), not_an_arg=1)
+
+
+def test_cli_rerank_table_and_json(bert_ce: Path, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    docs = tmp_path / "docs.txt"
+    docs.write_text("paris is the capital\n\nberlin is a city\nscurvy\n")
+    assert main(["rerank", "--query", "capital of france", "--model", str(bert_ce),
+                 "--top-n", "2", str(docs)]) == 0
+    out, err = capsys.readouterr()
+    lines = out.strip().splitlines()
+    assert lines[0].split()[:3] == ["rank", "index", "score"] and len(lines) == 3
+    assert "skipped 1 blank line" in err
+    assert main(["rerank", "-q", "capital of france", "-m", str(bert_ce), "--json", str(docs)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    expected = Scorer.load(bert_ce).rerank(
+        "capital of france", ["paris is the capital", "berlin is a city", "scurvy"])
+    assert [(r["index"], r["score"]) for r in rows] == [(e.index, e.score) for e in expected]
+    assert [r["line"] for r in rows] == [[1, 3, 4][e.index] for e in expected]
+
+
+def test_cli_jsonl_documents_keep_their_fields(bert_ce: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text('{"id": "a", "text": "paris"}\n{"id": "b", "text": "berlin"}\n')
+    assert main(["rerank", "-q", "capital", "-m", str(bert_ce), "--json", str(docs)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sorted(r["id"] for r in rows) == ["a", "b"]
+
+
+def test_cli_score_pairs(bert_ce: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("q1\tdoc one\nq2\tdoc two\n")
+    assert main(["score", "-m", str(bert_ce), "--json", str(pairs)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    expected = Scorer.load(bert_ce).score(["q1", "q2"], ["doc one", "doc two"])
+    assert [r["score"] for r in rows] == [e.score for e in expected]
+
+
+def test_cli_errors_are_clean(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    docs = tmp_path / "docs.txt"
+    docs.write_text("a\n")
+    assert main(["rerank", "-q", "x", "-m", str(tmp_path / "missing"), str(docs)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_console_script_uses_bundled_model_by_default() -> None:
+    """The installed ``scorer`` command, stdin input, no --model: the bundled MiniLM."""
+    exe = Path(sys.executable).with_name("scorer")
+    assert exe.exists(), "the scorer console script is not installed in this environment"
+    out = subprocess.run(
+        [str(exe), "rerank", "--query", "a cat sits", "--json", "-"],
+        input="stock market crash\na cat is sitting on the mat\n", capture_output=True,
+        text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert out.returncode == 0, out.stderr
+    first = json.loads(out.stdout.splitlines()[0])
+    assert first["text"] == "a cat is sitting on the mat"
