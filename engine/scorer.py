@@ -204,26 +204,6 @@ class Scorer:
                 truncate_prompt_tokens=truncate_prompt_tokens,
             )
 
-    def _score_resolved(
-        self,
-        queries: list[str],
-        documents: list[str],
-        query_index: list[int],
-        *,
-        use_activation: bool,
-        truncate_prompt_tokens: int | None,
-    ) -> list[ScoreResult]:
-        """Score already-paired, already-validated input (pair k = queries[query_index[k]]).
-
-        For engine.server's micro-batcher, which merges many requests into one model call and
-        shares each distinct query between them; ``truncate_prompt_tokens`` is already resolved.
-        """
-        with self._lock:
-            return self._backend.score_pairs(  # type: ignore[no-any-return]
-                queries, documents, query_index, use_activation=use_activation,
-                truncate_prompt_tokens=truncate_prompt_tokens,
-            )
-
     def rerank(
         self,
         query: str,
