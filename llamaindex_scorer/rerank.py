@@ -1,0 +1,191 @@
+"""``ScorerRerank``: a LlamaIndex node postprocessor that reranks with the engine."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from llama_index.core.bridge.pydantic import Field, field_validator
+from llama_index.core.callbacks import CBEventType, EventPayload
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
+from llama_index.core.postprocessor.types import BaseNodePostprocessor
+from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
+
+from engine.errors import InputError
+from engine.integrations import SupportsRerank, check_score_threshold, check_top_n
+from engine.types import RerankResult
+
+from ._base import ScorerFields
+
+__all__ = ["ScorerRerank"]
+
+dispatcher = get_dispatcher(__name__)
+
+
+class ScorerRerank(ScorerFields, BaseNodePostprocessor):
+    """Rerank retrieved nodes with a local (or remote) scorer, best first.
+
+    Returns new ``NodeWithScore`` objects over copies of the nodes (same ``id_``, metadata
+    deep-copied), with ``score`` the engine's score as a Python float; the input nodes are never
+    changed. With ``keep_retrieval_score`` the first-stage score is kept in the copy's metadata
+    under ``retrieval_score_key``, a key excluded from both the LLM and the embedding text, so it
+    never leaks into a prompt. Emits ``ReRankStartEvent``/``ReRankEndEvent`` and the legacy
+    ``CBEventType.RERANKING`` callback on every path, the empty one included.
+
+    Example:
+        >>> query_engine = index.as_query_engine(
+        ...     similarity_top_k=20,
+        ...     node_postprocessors=[ScorerRerank(model="path/to/cross-encoder", top_n=3)],
+        ... )  # doctest: +SKIP
+    """
+
+    scorer: SupportsRerank | None = Field(
+        default=None,
+        description="A ready scorer (engine.Scorer or a remote scorer), shared as is; instead "
+        "of model. Not serialised by to_dict().",
+    )
+    top_n: int | None = Field(
+        default=3, description="How many nodes to return, best first; None returns all."
+    )
+    score_threshold: float | None = Field(
+        default=None, description="Drop nodes scoring below this, after the full sort."
+    )
+    metadata_mode: MetadataMode = Field(
+        default=MetadataMode.EMBED,
+        description="Which metadata goes into the text the model reads (node.get_content).",
+    )
+    keep_retrieval_score: bool = Field(
+        default=False,
+        description="Keep the first-stage score in metadata[retrieval_score_key] of the copy.",
+    )
+    retrieval_score_key: str = Field(
+        default="retrieval_score",
+        description="Metadata key for keep_retrieval_score (excluded from LLM and embed text).",
+    )
+    use_activation: bool | None = Field(
+        default=None,
+        description="None/True: the model's activation (sigmoid for cross-encoders); False: raw.",
+    )
+    truncate_prompt_tokens: int | None = Field(
+        default=None,
+        description="As vLLM: cut each model input to this many tokens (-1: the model maximum).",
+    )
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "ScorerRerank"
+
+    @field_validator("top_n", mode="before")
+    @classmethod
+    def _check_top_n(cls, value: Any) -> int | None:
+        return check_top_n(value)
+
+    @field_validator("score_threshold", mode="before")
+    @classmethod
+    def _check_threshold(cls, value: Any) -> float | None:
+        return check_score_threshold(value)
+
+    @field_validator("retrieval_score_key")
+    @classmethod
+    def _check_key(cls, value: str) -> str:
+        if not value:
+            raise InputError("retrieval_score_key must be a non-empty string.")
+        return value
+
+    def _postprocess_nodes(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
+    ) -> list[NodeWithScore]:
+        query, texts = self._texts(nodes, query_bundle)
+        with self._rerank_events(nodes, query_bundle) as out:
+            ranked = self._scorer_source().rerank(query, texts, **self._rerank_options())
+            out.extend(self._scored_nodes(nodes, ranked))
+        return out
+
+    async def _apostprocess_nodes(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
+    ) -> list[NodeWithScore]:
+        query, texts = self._texts(nodes, query_bundle)
+        with self._rerank_events(nodes, query_bundle) as out:
+            ranked = await self._scorer_source().arerank(query, texts, **self._rerank_options())
+            out.extend(self._scored_nodes(nodes, ranked))
+        return out
+
+    # -- translation -----------------------------------------------------------------------------
+    def _rerank_options(self) -> dict[str, Any]:
+        return {
+            "top_n": self.top_n,
+            "score_threshold": self.score_threshold,
+            "use_activation": self.use_activation,
+            "truncate_prompt_tokens": self.truncate_prompt_tokens,
+        }
+
+    def _texts(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None
+    ) -> tuple[str, list[str]]:
+        if query_bundle is None:
+            raise InputError(
+                "ScorerRerank needs a query: call postprocess_nodes(nodes, query_str=...) or "
+                "pass query_bundle=."
+            )
+        for i, nws in enumerate(nodes):
+            if not isinstance(nws, NodeWithScore):
+                raise InputError(
+                    f"nodes[{i}] is {type(nws).__name__}, not a NodeWithScore. Wrap nodes as "
+                    "NodeWithScore(node=..., score=...)."
+                )
+        texts = [nws.node.get_content(metadata_mode=self.metadata_mode) for nws in nodes]
+        return query_bundle.query_str, texts
+
+    def _scored_nodes(
+        self, nodes: list[NodeWithScore], ranked: list[RerankResult]
+    ) -> list[NodeWithScore]:
+        return [self._scored_copy(nodes[r.index], r.score) for r in ranked]
+
+    def _scored_copy(self, nws: NodeWithScore, score: float) -> NodeWithScore:
+        node = nws.node
+        # A shallow copy of the node with its own metadata and exclusion lists: nothing the
+        # caller (or a later step) changes on the result reaches the input node.
+        update: dict[str, Any] = {
+            "metadata": copy.deepcopy(node.metadata),
+            "excluded_llm_metadata_keys": list(node.excluded_llm_metadata_keys),
+            "excluded_embed_metadata_keys": list(node.excluded_embed_metadata_keys),
+        }
+        if self.keep_retrieval_score:
+            key = self.retrieval_score_key
+            update["metadata"][key] = None if nws.score is None else float(nws.score)
+            # Excluded from both texts, so the old score never reaches a prompt or an embedding.
+            for field in ("excluded_llm_metadata_keys", "excluded_embed_metadata_keys"):
+                if key not in update[field]:
+                    update[field].append(key)
+        return NodeWithScore(node=node.model_copy(update=update), score=float(score))
+
+    @contextmanager
+    def _rerank_events(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None
+    ) -> Iterator[list[NodeWithScore]]:
+        """Start and end events around the body, which fills the yielded list with the result.
+
+        The end events fire on every successful path, the empty one included; on an error the
+        callback event is closed with the exception (the dispatcher span records it).
+        """
+        model_name = self._scorer_source().model_name
+        top_n = self.top_n if self.top_n is not None else len(nodes)
+        dispatcher.event(
+            ReRankStartEvent(query=query_bundle, nodes=nodes, top_n=top_n, model_name=model_name)
+        )
+        result: list[NodeWithScore] = []
+        with self.callback_manager.event(
+            CBEventType.RERANKING,
+            payload={
+                EventPayload.NODES: nodes,
+                EventPayload.MODEL_NAME: model_name,
+                EventPayload.QUERY_STR: query_bundle.query_str if query_bundle else None,
+                EventPayload.TOP_K: top_n,
+            },
+        ) as event:
+            yield result
+            event.on_end(payload={EventPayload.NODES: result})
+        dispatcher.event(ReRankEndEvent(nodes=result))
