@@ -33,7 +33,23 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="auto", help="auto, float32, bfloat16, float16")
     p.add_argument("--max-length", type=int, default=None, help="cap on tokens per model input")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--hf-overrides", type=_json_object, default=None, metavar="JSON",
+                   help="LLM rerankers: vLLM's --hf-overrides, e.g. '{\"classifier_from_token\": "
+                   "[\"no\", \"yes\"], \"method\": \"from_2_way_softmax\"}'")
+    p.add_argument("--template", default=None, metavar="NAME|PATH",
+                   help="LLM rerankers: a bundled score template name or a .jinja file")
+    p.add_argument("--instruction", default=None, help="LLM rerankers: the template's instruction")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc}): {text!r}") from exc
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object, got {text!r}")
+    return value
 
 
 def _open(path: str) -> TextIO:
@@ -102,6 +118,8 @@ def _load(args: argparse.Namespace) -> Any:
     return Scorer.load(
         args.model, score_type=args.score_type, device=args.device, dtype=args.dtype,
         max_length=args.max_length, batch_size=args.batch_size,
+        hf_overrides=getattr(args, "hf_overrides", None), template=getattr(args, "template", None),
+        instruction=getattr(args, "instruction", None),
     )
 
 

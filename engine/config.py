@@ -2,13 +2,40 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Literal
 
 from .errors import InputError
 from .types import ScoreType
 
-__all__ = ["ScorerConfig"]
+__all__ = ["HF_OVERRIDE_KEYS", "ScorerConfig"]
+
+# The vLLM ``--hf-overrides`` keys that turn an LLM into a reranker (spec §2.3); any other key
+# would be silently meaningless here, so it is refused.
+HF_OVERRIDE_KEYS = frozenset({
+    "architectures", "classifier_from_token", "method", "is_original_qwen3_reranker",
+    "use_sep_token",
+})
+
+
+def _freeze(value: Any) -> Any:
+    """A read-only deep copy: dicts become MappingProxyType, lists become tuples."""
+    if isinstance(value, Mapping):
+        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _check_mapping(name: str, value: Any) -> Mapping[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise InputError(f"{name} must be a dict with string keys or None, got {value!r:.80}.")
+    frozen: Mapping[str, Any] = _freeze(value)
+    return frozen
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,6 +57,19 @@ class ScorerConfig:
         colbert_markers: late-interaction only; add ColBERT's [Q]/[D] markers and [MASK] query
             augmentation (PyLate / colbert-ir parity) instead of vLLM's plain tokens.
         query_length: with colbert_markers, queries are padded with [MASK] to this many tokens.
+        template: LLM rerankers only; the score template, as a bundled name (see
+            ``engine.templates.bundled_templates()``), a ``.jinja`` path or jinja source. None
+            picks the family's template from the checkpoint's config when it is a known one.
+        hf_overrides: vLLM's ``--hf-overrides`` for LLM rerankers: ``architectures``,
+            ``classifier_from_token``, ``method`` ("from_2_way_softmax" or "no_post_processing"),
+            ``is_original_qwen3_reranker``, ``use_sep_token``. Stored read-only.
+        instruction: LLM rerankers only; passed to the template as ``instruction`` (vLLM's
+            request field of that name). None keeps the template's default.
+        template_kwargs: LLM rerankers only; more keyword arguments for the template (vLLM's
+            ``chat_template_kwargs``); an ``instruction`` here wins over ``instruction=``.
+        max_tokens_per_query: LLM rerankers only; cut each query TEXT to this many tokens before
+            templating (vLLM's request field); None = no cap. Cut pairs are flagged truncated.
+        max_tokens_per_doc: the same for each document, so the template's suffix survives.
     """
 
     score_type: ScoreType | None = None
@@ -43,6 +83,12 @@ class ScorerConfig:
     revision: str | None = None
     colbert_markers: bool = False
     query_length: int = 32
+    template: str | None = None
+    hf_overrides: Mapping[str, Any] | None = None
+    instruction: str | None = None
+    template_kwargs: Mapping[str, Any] | None = None
+    max_tokens_per_query: int | None = None
+    max_tokens_per_doc: int | None = None
 
     def __post_init__(self) -> None:
         if self.score_type is not None:
@@ -58,3 +104,25 @@ class ScorerConfig:
             raise InputError(f"max_length must be an int ≥ 2 or None, got {self.max_length!r}.")
         if self.overflow not in ("truncate", "error"):
             raise InputError(f"overflow must be 'truncate' or 'error', got {self.overflow!r}.")
+        if self.template is not None and (not isinstance(self.template, str) or not self.template):
+            raise InputError(
+                f"template must be a bundled template name, a .jinja path or jinja source, got "
+                f"{self.template!r:.80}."
+            )
+        if self.instruction is not None and not isinstance(self.instruction, str):
+            raise InputError(f"instruction must be a string or None, got {self.instruction!r:.80}.")
+        object.__setattr__(self, "hf_overrides", _check_mapping("hf_overrides", self.hf_overrides))
+        object.__setattr__(
+            self, "template_kwargs", _check_mapping("template_kwargs", self.template_kwargs)
+        )
+        unknown = sorted(set(self.hf_overrides or ()) - HF_OVERRIDE_KEYS)
+        if unknown:
+            raise InputError(
+                f"hf_overrides has unsupported key(s) {unknown}; supported: "
+                f"{sorted(HF_OVERRIDE_KEYS)} (the vLLM keys that turn an LLM into a reranker)."
+            )
+        for name in ("max_tokens_per_query", "max_tokens_per_doc"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < 1):
+                raise InputError(f"{name} must be a positive int or None, got {value!r}.")

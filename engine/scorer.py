@@ -73,7 +73,9 @@ class Scorer:
             dtype: "auto" (float32 on CPU, half precision on GPU) or a dtype name.
             max_length: cap on tokens per model input; default the model's own limit.
             **options: the other fields of :class:`ScorerConfig` (batch_size,
-                max_tokens_per_batch, overflow, trust_remote_code, revision, colbert_markers, ...).
+                max_tokens_per_batch, overflow, trust_remote_code, revision, colbert_markers, ...;
+                for LLM rerankers: template, hf_overrides, instruction, template_kwargs,
+                max_tokens_per_query, max_tokens_per_doc).
 
         Raises:
             ModelLoadError: the folder is missing, isn't a model, or its weights are corrupt.
@@ -90,7 +92,8 @@ class Scorer:
             resolve_dtype,
             resolve_model_path,
         )
-        from .local.registry import BACKENDS
+        from .local.llm_reranker import apply_hf_overrides
+        from .local.registry import backend_class
 
         unknown = set(options) - set(ScorerConfig.__dataclass_fields__)
         if unknown:
@@ -103,11 +106,12 @@ class Scorer:
         )
         name = os.fspath(model) if model is not None else default_model_path()
         path = resolve_model_path(name, revision=config.revision)
-        info = inspect_checkpoint(path)
+        # vLLM's hf_overrides are merged into the config before anything reads it.
+        info = apply_hf_overrides(inspect_checkpoint(path), config.hf_overrides)
         resolved_type = config.score_type or detect_score_type(info)
         check_score_type_supported(info, resolved_type)
         dev = resolve_device(config.device)
-        backend = BACKENDS[resolved_type](
+        backend = backend_class(resolved_type, info, config)(
             info=info, config=config, device=dev, dtype=resolve_dtype(config.dtype, dev)
         )
         return cls(backend, model=name if model is not None else DEFAULT_MODEL)
