@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -104,6 +105,8 @@ class ScorerConfig:
             raise InputError(f"max_length must be an int ≥ 2 or None, got {self.max_length!r}.")
         if self.overflow not in ("truncate", "error"):
             raise InputError(f"overflow must be 'truncate' or 'error', got {self.overflow!r}.")
+        if isinstance(self.template, os.PathLike):
+            object.__setattr__(self, "template", os.fspath(self.template))
         if self.template is not None and (not isinstance(self.template, str) or not self.template):
             raise InputError(
                 f"template must be a bundled template name, a .jinja path or jinja source, got "

@@ -9,6 +9,7 @@ BPE tokenizers built with ``tokenizers`` that hold the classifier tokens and the
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -226,14 +227,20 @@ def nemotron(llm_dir: Path) -> Path:
 
 
 # -- references ---------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def _reference_lm(path: Path) -> tuple[Any, Any]:
+    """The plain transformers tokenizer and causal LM of a checkpoint (loaded once per path)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    return (AutoTokenizer.from_pretrained(str(path)),
+            AutoModelForCausalLM.from_pretrained(str(path)).eval())
+
+
 def causal_reference(path: Path, prompts: list[str], tokens: list[str],
                      method: str = "from_2_way_softmax",
                      ids: list[list[int]] | None = None) -> list[float]:
     """Raw logits from a plain causal-LM forward over the whole vocabulary, one prompt at a time."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(path))
-    lm = AutoModelForCausalLM.from_pretrained(str(path)).eval()
+    tok, lm = _reference_lm(path)
     t = tok.convert_tokens_to_ids(tokens)
     out = []
     with torch.no_grad():
@@ -334,7 +341,7 @@ def test_render_round_trip_is_what_the_model_reads(case: str, causal_lms: dict[s
         return real_forward(ids)
 
     monkeypatch.setattr(backend, "forward", recording_forward)
-    results = scorer.score(QUERY, DOCS, )
+    results = scorer.score(QUERY, DOCS)
     prep = backend.prepare([QUERY], DOCS, [0] * len(DOCS), None)
     for i, doc in enumerate(DOCS):
         rendered = prep.prompts[i]

@@ -238,7 +238,7 @@ def refuse_llm_only_options(config: ScorerConfig, *, llm: bool) -> None:
     given = [
         name for name in ("template", "instruction", "template_kwargs", "max_tokens_per_query",
                           "max_tokens_per_doc", "hf_overrides")
-        if getattr(config, name) is not None
+        if getattr(config, name)  # None, or an empty hf_overrides/template_kwargs, is not given
     ]
     if given:
         raise InputError(
@@ -376,6 +376,12 @@ class LLMRerankerBackend(LocalBackend):
                     f"{name} ({cap}) must be less than the model's input limit "
                     f"({self._max_length} tokens)."
                 )
+        temperature = info.config.get("temperature")
+        if not self.spec.causal and temperature not in (None, 1, 1.0):
+            logger.warning(
+                "%s sets temperature=%s, which its own code divides the logit by; vLLM ignores "
+                "it and so do we, so scores match vLLM's.", info.path, temperature,
+            )
         self.template, self.template_kwargs = self._resolve_template()
         self._warned_tpt = False
 
