@@ -189,7 +189,8 @@ class ScorerSource:
     def model_name(self) -> str:
         """The model's name for events and traces, without loading it."""
         if self._scorer is not None:
-            return str(getattr(self._scorer, "model", type(self._scorer).__name__))
+            # A remote scorer may have no model name (the server decides): name its class then.
+            return str(getattr(self._scorer, "model", None) or type(self._scorer).__name__)
         if self._model is not None:
             return self._model
         from .scorer import DEFAULT_MODEL

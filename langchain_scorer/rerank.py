@@ -1,4 +1,4 @@
-"""``ScorerRerank`` (a document compressor) and ``ScorerCrossEncoder`` (for CrossEncoderReranker)."""
+"""``ScorerRerank``, a document compressor, and ``ScorerCrossEncoder``, a BaseCrossEncoder."""
 
 from __future__ import annotations
 

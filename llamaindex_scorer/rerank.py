@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import llama_index.core.instrumentation as instrument
 from llama_index.core.bridge.pydantic import Field, field_validator
 from llama_index.core.callbacks import CBEventType, EventPayload
-from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
@@ -22,7 +22,8 @@ from ._base import ScorerFields
 
 __all__ = ["ScorerRerank"]
 
-dispatcher = get_dispatcher(__name__)
+# The framework convention (as in its own rerankers); the package re-exports without __all__.
+dispatcher = instrument.get_dispatcher(__name__)  # type: ignore[attr-defined]
 
 
 class ScorerRerank(ScorerFields, BaseNodePostprocessor):

@@ -37,7 +37,7 @@ def test_embed_matches_sentence_transformers(st_bi_encoder, bi):
     reference = SentenceTransformer(str(st_bi_encoder), device="cpu").encode(texts)
     got = bi.embed(texts)
     assert len(got) == len(texts)
-    for row, ref in zip(got, reference):
+    for row, ref in zip(got, reference, strict=True):
         assert row == pytest.approx(ref.tolist(), abs=1e-5)
 
 
@@ -58,7 +58,7 @@ def test_embed_vectors_are_the_ones_score_compares(bi):
     expected = [r.score for r in bi.score(query, DOCUMENTS)]
 
     def cosine(a, b):
-        dot = sum(x * y for x, y in zip(a, b))
+        dot = sum(x * y for x, y in zip(a, b, strict=True))
         return dot / (sum(x * x for x in a) ** 0.5 * sum(y * y for y in b) ** 0.5)
 
     assert [cosine(q, d) for d in docs] == pytest.approx(expected, abs=1e-5)
@@ -165,7 +165,7 @@ def test_score_pairs_matches_engine_in_both_pairings(ce):
     one_query = ScorerSource(scorer=ce).score_pairs([("q one", d) for d in docs])
     assert one_query == [r.score for r in ce.score("q one", docs)]
     queries = ["q one", "q two", "q one", "q three"]
-    mixed = ScorerSource(scorer=ce).score_pairs(list(zip(queries, docs)))
+    mixed = ScorerSource(scorer=ce).score_pairs(list(zip(queries, docs, strict=True)))
     assert mixed == [r.score for r in ce.score(queries, docs)]
     with pytest.raises(InputError, match=r"text_pairs\[1\]"):
         ScorerSource(scorer=ce).score_pairs([("q", "d"), ("q",)])

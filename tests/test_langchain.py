@@ -200,8 +200,28 @@ async def test_many_concurrent_acompress_calls_are_all_correct(ce):
     docs = make_docs()
     queries = [f"{q} {i}" for i in range(12) for q in ("capital of france", "scurvy")]
     results = await asyncio.gather(*(reranker.acompress_documents(docs, q) for q in queries))
-    for query, got in zip(queries, results):
+    for query, got in zip(queries, results, strict=True):
         assert got == reranker.compress_documents(docs, query)
+
+
+def test_a_remote_scorer_drops_in(ce):
+    from engine import RemoteScorer
+    from engine.server import ServerConfig, create_app
+    from tests.test_server import ServerThread
+
+    docs = make_docs()
+    local = ScorerRerank(scorer=ce, top_n=4).compress_documents(docs, QUERY)
+    app = create_app(ce, ServerConfig(served_model_name="tiny-ce"))
+    with ServerThread(app) as server, RemoteScorer(server.url, api="vllm-rerank") as remote:
+        reranker = ScorerRerank(scorer=remote, top_n=4)
+        for got in (
+            reranker.compress_documents(docs, QUERY),
+            asyncio.run(reranker.acompress_documents(docs, QUERY)),
+        ):
+            assert [d.id for d in got] == [d.id for d in local]
+            assert [d.metadata["relevance_score"] for d in got] == pytest.approx(
+                [d.metadata["relevance_score"] for d in local], abs=1e-6
+            )
 
 
 # -- cross-encoder adapter and embeddings ------------------------------------------------------

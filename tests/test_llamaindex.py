@@ -186,8 +186,29 @@ async def test_apostprocess_uses_the_scorers_async_path_concurrently(ce):
         *(reranker.apostprocess_nodes(nodes, query_str=q) for q in queries)
     )
     assert scorer.async_calls == len(queries)
-    for query, got in zip(queries, results):
+    for query, got in zip(queries, results, strict=True):
         assert dump(got) == dump(sync.postprocess_nodes(nodes, query_str=query))
+
+
+def test_a_remote_scorer_drops_in(ce):
+    from engine import RemoteScorer
+    from engine.server import ServerConfig, create_app
+    from tests.test_server import ServerThread
+
+    nodes = make_nodes()
+    local = ScorerRerank(scorer=ce, top_n=4).postprocess_nodes(nodes, query_str=QUERY)
+    app = create_app(ce, ServerConfig(served_model_name="tiny-ce"))
+    with (
+        ServerThread(app) as server,
+        RemoteScorer(server.url, api="cohere", model="tiny-ce") as remote,
+    ):
+        reranker = ScorerRerank(scorer=remote, top_n=4)
+        for got in (
+            reranker.postprocess_nodes(nodes, query_str=QUERY),
+            asyncio.run(reranker.apostprocess_nodes(nodes, query_str=QUERY)),
+        ):
+            assert [n.node.id_ for n in got] == [n.node.id_ for n in local]
+            assert [n.score for n in got] == pytest.approx([n.score for n in local], abs=1e-6)
 
 
 # -- events --------------------------------------------------------------------------------------
