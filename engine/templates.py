@@ -105,7 +105,7 @@ class ScoreTemplate:
 
     @property
     def variables(self) -> frozenset[str]:
-        """Names the template reads besides its own ``set`` variables (e.g. messages, instruction)."""
+        """Names the template reads besides its own ``set`` variables (messages, instruction...)."""
         return _compile(self.source, self.name)[1]
 
     def check_kwargs(self, kwargs: Mapping[str, Any]) -> None:

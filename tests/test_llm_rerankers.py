@@ -67,14 +67,18 @@ GEMMA_TASK = (
 
 # Each family's prompt, written out from its model card (independent of templates/*.jinja).
 def qwen3_prompt(q: str, d: str, instruction: str = QWEN3_DEFAULT) -> str:
-    return (QWEN3_SYSTEM + f"<|im_start|>user\n<Instruct>: {instruction}\n<Query>: {q}\n"
-            f"<Document>: {d}" + QWEN3_SUFFIX)
+    return (
+        QWEN3_SYSTEM + f"<|im_start|>user\n<Instruct>: {instruction}\n<Query>: {q}\n"
+        f"<Document>: {d}" + QWEN3_SUFFIX
+    )
 
 
 def mxbai_prompt(q: str, d: str) -> str:
-    return ("<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful "
-            f"assistant.<|im_end|>\n<|im_start|>user\nquery: {q}\ndocument: {d}\n{MXBAI_TASK}"
-            "<|im_end|>\n<|im_start|>assistant\n")
+    return (
+        "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful "
+        f"assistant.<|im_end|>\n<|im_start|>user\nquery: {q}\ndocument: {d}\n{MXBAI_TASK}"
+        "<|im_end|>\n<|im_start|>assistant\n"
+    )
 
 
 def gemma_prompt(q: str, d: str) -> str:
@@ -96,7 +100,15 @@ def build_tokenizer(style: str) -> Any:
     qwen: ChatML specials, no BOS, pad <|endoftext|>. gemma: adds <bos>, has <pad>.
     llama: adds <|begin_of_text|>, and no pad token at all (as Llama 3).
     """
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        AddedToken,
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
     specials = {
@@ -107,23 +119,36 @@ def build_tokenizer(style: str) -> Any:
     tok = Tokenizer(models.BPE(unk_token="<unk>" if style == "gemma" else None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    corpus = CORPUS + [w for w in WORDS for _ in range(20)] + [
-        qwen3_prompt("q", "d"), mxbai_prompt("q", "d"), gemma_prompt("q", "d")] * 3
-    tok.train_from_iterator(corpus, trainers.BpeTrainer(
-        vocab_size=600, special_tokens=specials,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    corpus = (
+        CORPUS
+        + [w for w in WORDS for _ in range(20)]
+        + [qwen3_prompt("q", "d"), mxbai_prompt("q", "d"), gemma_prompt("q", "d")] * 3
+    )
+    tok.train_from_iterator(
+        corpus,
+        trainers.BpeTrainer(
+            vocab_size=600,
+            special_tokens=specials,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
     if style == "qwen":
-        tok.add_tokens([AddedToken(t, special=False, normalized=False)
-                        for t in ("<think>", "</think>")])
+        tok.add_tokens(
+            [AddedToken(t, special=False, normalized=False) for t in ("<think>", "</think>")]
+        )
         kwargs = {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"}
     else:
         bos = specials[2] if style == "gemma" else specials[0]
         tok.post_processor = processors.TemplateProcessing(
-            single=f"{bos} $A", pair=f"{bos} $A {bos} $B",
-            special_tokens=[(bos, tok.token_to_id(bos))])
-        kwargs = ({"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>",
-                   "unk_token": "<unk>"} if style == "gemma"
-                  else {"bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>"})
+            single=f"{bos} $A",
+            pair=f"{bos} $A {bos} $B",
+            special_tokens=[(bos, tok.token_to_id(bos))],
+        )
+        kwargs = (
+            {"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>", "unk_token": "<unk>"}
+            if style == "gemma"
+            else {"bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>"}
+        )
     for word in WORDS:
         assert tok.token_to_id(word) is not None, f"{word!r} must be one vocabulary token"
     return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=1024, **kwargs)
@@ -136,10 +161,18 @@ def _lm_config(family: str, tok: Any, *, tie: bool) -> Any:
     from transformers import GemmaConfig, LlamaConfig, Qwen2Config, Qwen3Config
 
     common = dict(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-        initializer_range=0.5, tie_word_embeddings=tie, pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        initializer_range=0.5,
+        tie_word_embeddings=tie,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
     )
     if family == "qwen2":
         return Qwen2Config(**common)
@@ -164,8 +197,12 @@ def build_causal_lm(folder: Path, family: str, *, seed: int = 0, tie: bool = Tru
 
 def convert_to_seq_cls(src: Path, folder: Path, tokens: list[str]) -> Path:
     """What vLLM's convert_model_to_seq_cls.py does: score = W[t1] − W[t0] (or W[t]), 1 label."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
-    from transformers import AutoTokenizer
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+    )
 
     tok = AutoTokenizer.from_pretrained(str(src))
     lm = AutoModelForCausalLM.from_pretrained(str(src))
@@ -195,12 +232,19 @@ def build_nemotron(folder: Path, *, seed: int = 5) -> Path:
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     raw = json.loads((folder / "config.json").read_text())
-    raw.update({
-        "architectures": ["LlamaBidirectionalForSequenceClassification"],
-        "model_type": "llama_bidirec", "pooling": "avg", "temperature": 1.0,
-        "auto_map": {"AutoModelForSequenceClassification":
-                     "llama_bidirectional_model.LlamaBidirectionalForSequenceClassification"},
-    })
+    raw.update(
+        {
+            "architectures": ["LlamaBidirectionalForSequenceClassification"],
+            "model_type": "llama_bidirec",
+            "pooling": "avg",
+            "temperature": 1.0,
+            "auto_map": {
+                "AutoModelForSequenceClassification": (
+                    "llama_bidirectional_model.LlamaBidirectionalForSequenceClassification"
+                ),
+            },
+        }
+    )
     (folder / "config.json").write_text(json.dumps(raw))
     return folder
 
@@ -227,18 +271,24 @@ def nemotron(llm_dir: Path) -> Path:
 
 
 # -- references ---------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _reference_lm(path: Path) -> tuple[Any, Any]:
     """The plain transformers tokenizer and causal LM of a checkpoint (loaded once per path)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    return (AutoTokenizer.from_pretrained(str(path)),
-            AutoModelForCausalLM.from_pretrained(str(path)).eval())
+    return (
+        AutoTokenizer.from_pretrained(str(path)),
+        AutoModelForCausalLM.from_pretrained(str(path)).eval(),
+    )
 
 
-def causal_reference(path: Path, prompts: list[str], tokens: list[str],
-                     method: str = "from_2_way_softmax",
-                     ids: list[list[int]] | None = None) -> list[float]:
+def causal_reference(
+    path: Path,
+    prompts: list[str],
+    tokens: list[str],
+    method: str = "from_2_way_softmax",
+    ids: list[list[int]] | None = None,
+) -> list[float]:
     """Raw logits from a plain causal-LM forward over the whole vocabulary, one prompt at a time."""
     tok, lm = _reference_lm(path)
     t = tok.convert_tokens_to_ids(tokens)
@@ -247,7 +297,9 @@ def causal_reference(path: Path, prompts: list[str], tokens: list[str],
         for k, prompt in enumerate(prompts):
             seq = ids[k] if ids is not None else tok(prompt)["input_ids"]
             z = lm(input_ids=torch.tensor([seq])).logits[0, -1]  # [V], last position
-            out.append(float(z[t[1]] - z[t[0]]) if method == "from_2_way_softmax" else float(z[t[0]]))
+            out.append(
+                float(z[t[1]] - z[t[0]]) if method == "from_2_way_softmax" else float(z[t[0]])
+            )
     return out
 
 
@@ -257,31 +309,55 @@ def sigmoid(x: float) -> float:
 
 def _pairs(queries: str | list[str], docs: list[str]) -> list[tuple[str, str]]:
     qs = [queries] * len(docs) if isinstance(queries, str) else queries
-    return list(zip(qs, docs))
+    return list(zip(qs, docs, strict=True))
 
 
 def assert_close(got: list[float], want: list[float], tol: float = TOL) -> None:
     assert len(got) == len(want)
-    for i, (g, w) in enumerate(zip(got, want)):
+    for i, (g, w) in enumerate(zip(got, want, strict=True)):
         assert abs(g - w) <= tol, f"pair {i}: {g} vs reference {w}"
 
 
 # (family, hf_overrides, template or None for auto, prompt builder, tokens, method)
-CONVERSIONS: dict[str, tuple[str, dict[str, Any], str | None, Callable[[str, str], str], list[str], str]] = {
+CONVERSIONS: dict[
+    str, tuple[str, dict[str, Any], str | None, Callable[[str, str], str], list[str], str]
+] = {
     "qwen3-original": (
         "qwen3",
-        {"architectures": ["Qwen3ForSequenceClassification"],
-         "classifier_from_token": ["no", "yes"], "is_original_qwen3_reranker": True},
-        None, qwen3_prompt, ["no", "yes"], "from_2_way_softmax"),
+        {
+            "architectures": ["Qwen3ForSequenceClassification"],
+            "classifier_from_token": ["no", "yes"],
+            "is_original_qwen3_reranker": True,
+        },
+        None,
+        qwen3_prompt,
+        ["no", "yes"],
+        "from_2_way_softmax",
+    ),
     "mxbai-qwen2": (
-        "qwen2", {"classifier_from_token": ["0", "1"], "method": "from_2_way_softmax"},
-        None, mxbai_prompt, ["0", "1"], "from_2_way_softmax"),
+        "qwen2",
+        {"classifier_from_token": ["0", "1"], "method": "from_2_way_softmax"},
+        None,
+        mxbai_prompt,
+        ["0", "1"],
+        "from_2_way_softmax",
+    ),
     "bge-gemma": (
-        "gemma", {"classifier_from_token": ["Yes"], "method": "no_post_processing"},
-        None, gemma_prompt, ["Yes"], "no_post_processing"),
+        "gemma",
+        {"classifier_from_token": ["Yes"], "method": "no_post_processing"},
+        None,
+        gemma_prompt,
+        ["Yes"],
+        "no_post_processing",
+    ),
     "llama-basic": (
-        "llama", {"classifier_from_token": ["no", "yes"], "method": "from_2_way_softmax"},
-        "basic", basic_prompt, ["no", "yes"], "from_2_way_softmax"),
+        "llama",
+        {"classifier_from_token": ["no", "yes"], "method": "from_2_way_softmax"},
+        "basic",
+        basic_prompt,
+        ["no", "yes"],
+        "from_2_way_softmax",
+    ),
 }
 SHAPES: dict[str, tuple[str | list[str], list[str]]] = {
     "1:N": (QUERY, DOCS),
@@ -299,14 +375,17 @@ def _load_conversion(case: str, causal_lms: dict[str, Path], **options: Any) -> 
 # -- conversions vs a causal-LM forward ---------------------------------------------------------
 @pytest.mark.parametrize("shape", list(SHAPES))
 @pytest.mark.parametrize("case", list(CONVERSIONS))
-def test_conversion_matches_causal_lm_forward(case: str, shape: str, causal_lms: dict[str, Path]) -> None:
+def test_conversion_matches_causal_lm_forward(
+    case: str, shape: str, causal_lms: dict[str, Path]
+) -> None:
     family, _, _, prompt, tokens, method = CONVERSIONS[case]
     scorer = _load_conversion(case, causal_lms)
     assert scorer.score_type is ScoreType.CROSS_ENCODER
     assert isinstance(scorer._backend, LLMRerankerBackend)
     queries, docs = SHAPES[shape]
-    raw = causal_reference(causal_lms[family], [prompt(q, d) for q, d in _pairs(queries, docs)],
-                           tokens, method)
+    raw = causal_reference(
+        causal_lms[family], [prompt(q, d) for q, d in _pairs(queries, docs)], tokens, method
+    )
     got = [r.score for r in scorer.score(queries, docs)]
     assert_close(got, [sigmoid(z) for z in raw])
     got_raw = [r.score for r in scorer.score(queries, docs, use_activation=False)]
@@ -322,13 +401,15 @@ def test_mixed_length_batch_equals_one_by_one(case: str, causal_lms: dict[str, P
     assert len({r.num_tokens for r in together}) > 2  # the batch really mixes lengths
     one_by_one = [single.score(QUERY, d)[0].score for d in DOCS]
     assert_close([r.score for r in together], one_by_one)
-    assert_close([r.score for r in batched.score(QUERY, list(reversed(DOCS)))],
-                 list(reversed(one_by_one)))
+    assert_close(
+        [r.score for r in batched.score(QUERY, list(reversed(DOCS)))], list(reversed(one_by_one))
+    )
 
 
 @pytest.mark.parametrize("case", list(CONVERSIONS))
-def test_render_round_trip_is_what_the_model_reads(case: str, causal_lms: dict[str, Path],
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_render_round_trip_is_what_the_model_reads(
+    case: str, causal_lms: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Tokenizing the rendered prompt gives exactly the ids fed to the model."""
     family, _, _, prompt, *_ = CONVERSIONS[case]
     scorer = _load_conversion(case, causal_lms)
@@ -358,12 +439,17 @@ def test_render_round_trip_is_what_the_model_reads(case: str, causal_lms: dict[s
 def test_instruction_reaches_the_prompt_and_the_score(causal_lms: dict[str, Path]) -> None:
     instruction = "Find passages about cities"
     scorer = _load_conversion("qwen3-original", causal_lms, instruction=instruction)
-    raw = causal_reference(causal_lms["qwen3"], [qwen3_prompt(QUERY, d, instruction) for d in DOCS],
-                           ["no", "yes"])
+    raw = causal_reference(
+        causal_lms["qwen3"], [qwen3_prompt(QUERY, d, instruction) for d in DOCS], ["no", "yes"]
+    )
     assert_close([r.score for r in scorer.score(QUERY, DOCS, use_activation=False)], raw)
     # template_kwargs wins over instruction=, as vLLM's chat_template_kwargs does.
-    both = _load_conversion("qwen3-original", causal_lms, instruction="ignored",
-                            template_kwargs={"instruction": instruction})
+    both = _load_conversion(
+        "qwen3-original",
+        causal_lms,
+        instruction="ignored",
+        template_kwargs={"instruction": instruction},
+    )
     assert_close([r.score for r in both.score(QUERY, DOCS, use_activation=False)], raw)
 
 
@@ -377,7 +463,9 @@ SEQ_CLS = {
 
 
 @pytest.mark.parametrize("family", list(SEQ_CLS))
-def test_converted_seq_cls_checkpoint(family: str, causal_lms: dict[str, Path], llm_dir: Path) -> None:
+def test_converted_seq_cls_checkpoint(
+    family: str, causal_lms: dict[str, Path], llm_dir: Path
+) -> None:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tokens, template, prompt = SEQ_CLS[family]
@@ -395,8 +483,9 @@ def test_converted_seq_cls_checkpoint(family: str, causal_lms: dict[str, Path], 
     assert_close(got, want)
     # Reference 2: the same number as the token conversion of the original causal LM.
     method = "from_2_way_softmax" if len(tokens) == 2 else "no_post_processing"
-    assert_close(got, causal_reference(causal_lms[family], [prompt(QUERY, d) for d in DOCS],
-                                       tokens, method))
+    assert_close(
+        got, causal_reference(causal_lms[family], [prompt(QUERY, d) for d in DOCS], tokens, method)
+    )
     assert_close([r.score for r in scorer.score(QUERY, DOCS)], [sigmoid(z) for z in want])
 
 
@@ -411,17 +500,22 @@ def bidirectional_reference(path: Path, prompts: list[str], *, causal: bool = Fa
     config = LlamaConfig(**fields)
     config.is_causal = causal
     model = LlamaForSequenceClassification.from_pretrained(
-        str(path), config=config, attn_implementation="eager").eval()
+        str(path), config=config, attn_implementation="eager"
+    ).eval()
     tok = AutoTokenizer.from_pretrained(str(path))
     out = []
     with torch.no_grad():
         for prompt in prompts:
-            hidden = model.model(input_ids=tok(prompt, return_tensors="pt")["input_ids"]).last_hidden_state
+            hidden = model.model(
+                input_ids=tok(prompt, return_tensors="pt")["input_ids"]
+            ).last_hidden_state
             out.append(float(model.score(hidden[0].mean(dim=0))[0]))
     return out
 
 
-def test_nemotron_bidirectional_matches_reference(nemotron: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_nemotron_bidirectional_matches_reference(
+    nemotron: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.INFO, logger="engine"):
         scorer = Scorer.load(nemotron)
     assert "nemotron_rerank" in caplog.text
@@ -436,18 +530,20 @@ def test_nemotron_bidirectional_matches_reference(nemotron: Path, caplog: pytest
     assert_close([single.score(QUERY, d, use_activation=False)[0].score for d in DOCS], want)
     # The test can fail: a causal mask gives different numbers.
     causal = bidirectional_reference(nemotron, prompts, causal=True)
-    assert max(abs(a - b) for a, b in zip(causal, want)) > 1e-3
+    assert max(abs(a - b) for a, b in zip(causal, want, strict=True)) > 1e-3
 
 
 def test_nemotron_needs_no_remote_code(nemotron: Path) -> None:
     scorer = Scorer.load(nemotron, trust_remote_code=False)
     assert scorer.score(QUERY, "paris")[0].score == pytest.approx(
-        sigmoid(bidirectional_reference(nemotron, [nemotron_prompt(QUERY, "paris")])[0]), abs=TOL)
+        sigmoid(bidirectional_reference(nemotron, [nemotron_prompt(QUERY, "paris")])[0]), abs=TOL
+    )
 
 
-# -- template selection -----------------------------------------------------------------------------
-def test_family_template_is_chosen_from_config_not_name(causal_lms: dict[str, Path], llm_dir: Path,
-                                                        caplog: pytest.LogCaptureFixture) -> None:
+# -- template selection -------------------------------------------------------------------------
+def test_family_template_is_chosen_from_config_not_name(
+    causal_lms: dict[str, Path], llm_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     # A Qwen3 checkpoint in a folder named like the Gemma reranker still gets the Qwen3 template.
     misleading = llm_dir / "bge-reranker-v2-gemma"
     if not misleading.exists():
@@ -465,21 +561,26 @@ def test_family_template_is_chosen_from_config_not_name(causal_lms: dict[str, Pa
 
 def test_explicit_template_wins(causal_lms: dict[str, Path]) -> None:
     scorer = _load_conversion("qwen3-original", causal_lms, template="basic")
-    raw = causal_reference(causal_lms["qwen3"], [basic_prompt(QUERY, d) for d in DOCS], ["no", "yes"])
+    raw = causal_reference(
+        causal_lms["qwen3"], [basic_prompt(QUERY, d) for d in DOCS], ["no", "yes"]
+    )
     assert_close([r.score for r in scorer.score(QUERY, DOCS, use_activation=False)], raw)
 
 
 def test_template_from_a_file(causal_lms: dict[str, Path], tmp_path: Path) -> None:
     path = tmp_path / "mine.jinja"
-    path.write_text('{{ (messages | selectattr("role", "eq", "document") | first).content }} ? '
-                    '{{ (messages | selectattr("role", "eq", "query") | first).content }}')
+    path.write_text(
+        '{{ (messages | selectattr("role", "eq", "document") | first).content }} ? '
+        '{{ (messages | selectattr("role", "eq", "query") | first).content }}'
+    )
     scorer = _load_conversion("llama-basic", causal_lms, template=str(path))
     raw = causal_reference(causal_lms["llama"], [f"{d} ? {QUERY}" for d in DOCS], ["no", "yes"])
     assert_close([r.score for r in scorer.score(QUERY, DOCS, use_activation=False)], raw)
 
 
-def test_without_template_vllm_concatenates_and_warns(causal_lms: dict[str, Path],
-                                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_without_template_vllm_concatenates_and_warns(
+    causal_lms: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.WARNING, logger="engine"):
         scorer = Scorer.load(causal_lms["llama"], hf_overrides=CONVERSIONS["llama-basic"][1])
     assert "No score template" in caplog.text and "basic" in caplog.text
@@ -493,27 +594,79 @@ def test_auto_template_table() -> None:
         found = auto_template(config, resolve_conversion(config))
         return found[0] if found else None
 
-    assert pick({"model_type": "qwen3", "architectures": ["Qwen3ForSequenceClassification"],
-                 "classifier_from_token": ["no", "yes"], "is_original_qwen3_reranker": True}) == "qwen3_reranker"
-    assert pick({"model_type": "qwen3_vl", "architectures": ["Qwen3VLForSequenceClassification"],
-                 "classifier_from_token": ["no", "yes"], "is_original_qwen3_reranker": True}) == "qwen3_vl_reranker"
-    assert pick({"model_type": "gemma", "classifier_from_token": ["Yes"],
-                 "method": "no_post_processing"}) == "bge_reranker_v2_gemma"
-    assert pick({"model_type": "qwen2", "classifier_from_token": ["0", "1"],
-                 "method": "from_2_way_softmax"}) == "mxbai_rerank_v2"
-    assert pick({"model_type": "llama_bidirec",
-                 "architectures": ["LlamaBidirectionalForSequenceClassification"]}) == "nemotron_rerank"
+    assert (
+        pick(
+            {
+                "model_type": "qwen3",
+                "architectures": ["Qwen3ForSequenceClassification"],
+                "classifier_from_token": ["no", "yes"],
+                "is_original_qwen3_reranker": True,
+            }
+        )
+        == "qwen3_reranker"
+    )
+    assert (
+        pick(
+            {
+                "model_type": "qwen3_vl",
+                "architectures": ["Qwen3VLForSequenceClassification"],
+                "classifier_from_token": ["no", "yes"],
+                "is_original_qwen3_reranker": True,
+            }
+        )
+        == "qwen3_vl_reranker"
+    )
+    assert (
+        pick(
+            {
+                "model_type": "gemma",
+                "classifier_from_token": ["Yes"],
+                "method": "no_post_processing",
+            }
+        )
+        == "bge_reranker_v2_gemma"
+    )
+    assert (
+        pick(
+            {
+                "model_type": "qwen2",
+                "classifier_from_token": ["0", "1"],
+                "method": "from_2_way_softmax",
+            }
+        )
+        == "mxbai_rerank_v2"
+    )
+    assert (
+        pick(
+            {
+                "model_type": "llama_bidirec",
+                "architectures": ["LlamaBidirectionalForSequenceClassification"],
+            }
+        )
+        == "nemotron_rerank"
+    )
     # Unknown combinations get no guess.
-    assert pick({"model_type": "llama", "classifier_from_token": ["no", "yes"],
-                 "method": "from_2_way_softmax"}) is None
-    assert pick({"model_type": "qwen2", "architectures": ["Qwen2ForSequenceClassification"]}) is None
+    assert (
+        pick(
+            {
+                "model_type": "llama",
+                "classifier_from_token": ["no", "yes"],
+                "method": "from_2_way_softmax",
+            }
+        )
+        is None
+    )
+    assert (
+        pick({"model_type": "qwen2", "architectures": ["Qwen2ForSequenceClassification"]}) is None
+    )
     # The name never matters: "_name_or_path" is ignored.
     assert pick({"model_type": "llama", "_name_or_path": "Qwen/Qwen3-Reranker-0.6B"}) is None
 
 
 # -- truncation ----------------------------------------------------------------------------------
-def test_truncate_prompt_tokens_cuts_the_rendered_prompt(causal_lms: dict[str, Path],
-                                                         caplog: pytest.LogCaptureFixture) -> None:
+def test_truncate_prompt_tokens_cuts_the_rendered_prompt(
+    causal_lms: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
     scorer = _load_conversion("qwen3-original", causal_lms)
     tok = scorer._backend.tokenizer
     n = 40
@@ -523,8 +676,9 @@ def test_truncate_prompt_tokens_cuts_the_rendered_prompt(causal_lms: dict[str, P
         results = scorer.score(QUERY, DOCS, truncate_prompt_tokens=n, use_activation=False)
     assert "max_tokens_per_doc" in caplog.text  # vLLM's advice: the suffix is gone
     assert all(r.truncated and r.num_tokens == n for r in results)
-    raw = causal_reference(causal_lms["qwen3"], [""] * len(DOCS), ["no", "yes"],
-                           ids=[s[:n] for s in full])
+    raw = causal_reference(
+        causal_lms["qwen3"], [""] * len(DOCS), ["no", "yes"], ids=[s[:n] for s in full]
+    )
     assert_close([r.score for r in results], raw)
 
 
@@ -543,9 +697,10 @@ def test_max_tokens_per_doc_cuts_the_text_and_keeps_the_suffix(causal_lms: dict[
         assert results[i].truncated == long
         # Cut by hand: the text up to the end of the 4th token.
         cut_docs.append(doc[: enc["offset_mapping"][cap - 1][1]] if long else doc)
-        assert prep.input_ids[i][-len(suffix):] == suffix  # the score is still read after it
-    raw = causal_reference(causal_lms["qwen3"], [qwen3_prompt(QUERY, d) for d in cut_docs],
-                           ["no", "yes"])
+        assert prep.input_ids[i][-len(suffix) :] == suffix  # the score is still read after it
+    raw = causal_reference(
+        causal_lms["qwen3"], [qwen3_prompt(QUERY, d) for d in cut_docs], ["no", "yes"]
+    )
     assert_close([r.score for r in results], raw)
 
 
@@ -556,8 +711,9 @@ def test_max_tokens_per_query(causal_lms: dict[str, Path]) -> None:
     short_query = QUERY[: enc["offset_mapping"][1][1]]
     results = scorer.score(QUERY, DOCS, use_activation=False)
     assert all(r.truncated for r in results)
-    raw = causal_reference(causal_lms["qwen3"], [qwen3_prompt(short_query, d) for d in DOCS],
-                           ["no", "yes"])
+    raw = causal_reference(
+        causal_lms["qwen3"], [qwen3_prompt(short_query, d) for d in DOCS], ["no", "yes"]
+    )
     assert_close([r.score for r in results], raw)
 
 
@@ -574,10 +730,11 @@ def test_over_long_pairs_lose_document_text_not_the_suffix(causal_lms: dict[str,
         full = len(tok(qwen3_prompt(QUERY, doc))["input_ids"])
         assert results[i].truncated == (full > limit)
         assert results[i].num_tokens <= limit
-        assert prep.input_ids[i][-len(suffix):] == suffix
+        assert prep.input_ids[i][-len(suffix) :] == suffix
     with pytest.raises(InputTooLongError, match="pair 0"):
-        _load_conversion("qwen3-original", causal_lms, max_length=limit,
-                         overflow="error").score(QUERY, DOCS[0])
+        _load_conversion("qwen3-original", causal_lms, max_length=limit, overflow="error").score(
+            QUERY, DOCS[0]
+        )
 
 
 def test_template_alone_over_the_limit_is_an_error(causal_lms: dict[str, Path]) -> None:
@@ -595,7 +752,10 @@ def test_truncate_text_to_tokens(causal_lms: dict[str, Path]) -> None:
     cut, was_cut = truncate_text_to_tokens(tok, text, 3)
     assert was_cut and text.startswith(cut)
     assert len(tok(cut, add_special_tokens=False)["input_ids"]) <= 3
-    assert tok(cut, add_special_tokens=False)["input_ids"] == tok(text, add_special_tokens=False)["input_ids"][:3]
+    assert (
+        tok(cut, add_special_tokens=False)["input_ids"]
+        == tok(text, add_special_tokens=False)["input_ids"][:3]
+    )
 
 
 # -- pure maths ---------------------------------------------------------------------------------
@@ -617,18 +777,36 @@ def test_pool_hidden() -> None:
 # -- errors ---------------------------------------------------------------------------------------
 BAD_OVERRIDES = {
     "no method": ({"classifier_from_token": ["no", "yes"]}, UnsupportedScoreType, "method"),
-    "unknown method": ({"classifier_from_token": ["no", "yes"], "method": "softmax"},
-                       UnsupportedScoreType, "from_2_way_softmax"),
-    "2-way with one token": ({"classifier_from_token": ["yes"], "method": "from_2_way_softmax"},
-                             UnsupportedScoreType, "exactly two"),
-    "no_post_processing with two": ({"classifier_from_token": ["no", "yes"],
-                                     "method": "no_post_processing"}, UnsupportedScoreType, "labels"),
-    "qwen3 flag, one token": ({"classifier_from_token": ["yes"], "is_original_qwen3_reranker": True},
-                              UnsupportedScoreType, "exactly two"),
-    "tokens as a string": ({"classifier_from_token": "yes", "method": "no_post_processing"},
-                           UnsupportedScoreType, "list"),
-    "not in vocabulary": ({"classifier_from_token": ["nope", "yep"], "method": "from_2_way_softmax"},
-                          ModelLoadError, "vocabulary"),
+    "unknown method": (
+        {"classifier_from_token": ["no", "yes"], "method": "softmax"},
+        UnsupportedScoreType,
+        "from_2_way_softmax",
+    ),
+    "2-way with one token": (
+        {"classifier_from_token": ["yes"], "method": "from_2_way_softmax"},
+        UnsupportedScoreType,
+        "exactly two",
+    ),
+    "no_post_processing with two": (
+        {"classifier_from_token": ["no", "yes"], "method": "no_post_processing"},
+        UnsupportedScoreType,
+        "labels",
+    ),
+    "qwen3 flag, one token": (
+        {"classifier_from_token": ["yes"], "is_original_qwen3_reranker": True},
+        UnsupportedScoreType,
+        "exactly two",
+    ),
+    "tokens as a string": (
+        {"classifier_from_token": "yes", "method": "no_post_processing"},
+        UnsupportedScoreType,
+        "list",
+    ),
+    "not in vocabulary": (
+        {"classifier_from_token": ["nope", "yep"], "method": "from_2_way_softmax"},
+        ModelLoadError,
+        "vocabulary",
+    ),
     "unsupported key": ({"head_dtype": "model"}, InputError, "supported"),
 }
 
@@ -640,7 +818,9 @@ def test_bad_hf_overrides_are_refused(case: str, causal_lms: dict[str, Path]) ->
         Scorer.load(causal_lms["qwen3"], hf_overrides=overrides)
 
 
-def test_hf_overrides_are_read_only_and_the_callers_dict_is_untouched(causal_lms: dict[str, Path]) -> None:
+def test_hf_overrides_are_read_only_and_the_callers_dict_is_untouched(
+    causal_lms: dict[str, Path],
+) -> None:
     overrides = {"classifier_from_token": ["no", "yes"], "method": "from_2_way_softmax"}
     scorer = Scorer.load(causal_lms["qwen3"], hf_overrides=overrides, template="qwen3_reranker")
     assert overrides == {"classifier_from_token": ["no", "yes"], "method": "from_2_way_softmax"}
@@ -656,8 +836,9 @@ def test_encoder_cross_encoders_refuse_llm_options(bert_ce: Path) -> None:
     with pytest.raises(InputError, match="only to LLM rerankers"):
         Scorer.load(bert_ce, template="basic")
     with pytest.raises(UnsupportedScoreType, match="not a decoder"):
-        Scorer.load(bert_ce, hf_overrides={"classifier_from_token": ["yes"],
-                                           "method": "no_post_processing"})
+        Scorer.load(
+            bert_ce, hf_overrides={"classifier_from_token": ["yes"], "method": "no_post_processing"}
+        )
 
 
 def test_template_option_errors(causal_lms: dict[str, Path], nemotron: Path) -> None:
@@ -672,22 +853,47 @@ def test_template_option_errors(causal_lms: dict[str, Path], nemotron: Path) -> 
 
 
 # -- CLI ------------------------------------------------------------------------------------------
-def test_cli_hf_overrides_and_template(causal_lms: dict[str, Path], tmp_path: Path,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_hf_overrides_and_template(
+    causal_lms: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from engine.cli import main
 
     docs = [d for d in DOCS if d]
     (tmp_path / "docs.txt").write_text("\n".join(docs) + "\n")
     overrides = json.dumps({"classifier_from_token": ["no", "yes"], "method": "from_2_way_softmax"})
-    code = main(["rerank", "--query", QUERY, str(tmp_path / "docs.txt"), "--model",
-                 str(causal_lms["llama"]), "--hf-overrides", overrides, "--template", "basic",
-                 "--json"])
+    code = main(
+        [
+            "rerank",
+            "--query",
+            QUERY,
+            str(tmp_path / "docs.txt"),
+            "--model",
+            str(causal_lms["llama"]),
+            "--hf-overrides",
+            overrides,
+            "--template",
+            "basic",
+            "--json",
+        ]
+    )
     assert code == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    raw = causal_reference(causal_lms["llama"], [basic_prompt(QUERY, d) for d in docs], ["no", "yes"])
+    raw = causal_reference(
+        causal_lms["llama"], [basic_prompt(QUERY, d) for d in docs], ["no", "yes"]
+    )
     by_index = {row["index"]: row["score"] for row in rows}
     assert_close([by_index[i] for i in range(len(docs))], [sigmoid(z) for z in raw])
     assert [row["score"] for row in rows] == sorted(by_index.values(), reverse=True)
     with pytest.raises(SystemExit):
-        main(["rerank", "--query", QUERY, str(tmp_path / "docs.txt"), "--model",
-              str(causal_lms["llama"]), "--hf-overrides", "{not json"])
+        main(
+            [
+                "rerank",
+                "--query",
+                QUERY,
+                str(tmp_path / "docs.txt"),
+                "--model",
+                str(causal_lms["llama"]),
+                "--hf-overrides",
+                "{not json",
+            ]
+        )

@@ -76,26 +76,35 @@ GOLDEN: dict[tuple[str, bool], str] = {
         "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful "
         "assistant.<|im_end|>\n<|im_start|>user\n"
         "query: What is the capital of France?\ndocument: Paris is the capital of France.\n"
-        + MXBAI_TASK + "<|im_end|>\n<|im_start|>assistant\n"
+        + MXBAI_TASK
+        + "<|im_end|>\n<|im_start|>assistant\n"
     ),
     ("mxbai_rerank_v2", True): (
         "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful "
         "assistant.<|im_end|>\n<|im_start|>user\n"
         "instruction: Find the passage that answers the question\n"
         "query: What is the capital of France?\ndocument: Paris is the capital of France.\n"
-        + MXBAI_TASK + "<|im_end|>\n<|im_start|>assistant\n"
+        + MXBAI_TASK
+        + "<|im_end|>\n<|im_start|>assistant\n"
     ),
     ("nemotron_rerank", False): (
         "question:What is the capital of France? \n \n passage:Paris is the capital of France."
     ),
-    ("basic", False): "Query: What is the capital of France?\nDocument: Paris is the capital of France.",
+    (
+        "basic",
+        False,
+    ): "Query: What is the capital of France?\nDocument: Paris is the capital of France.",
 }
 
 
 def test_every_bundled_template_has_a_golden_render() -> None:
     assert set(bundled_templates()) == {
-        "basic", "bge_reranker_v2_gemma", "mxbai_rerank_v2", "nemotron_rerank",
-        "qwen3_reranker", "qwen3_vl_reranker",
+        "basic",
+        "bge_reranker_v2_gemma",
+        "mxbai_rerank_v2",
+        "nemotron_rerank",
+        "qwen3_reranker",
+        "qwen3_vl_reranker",
     }
     assert {name for name, _ in GOLDEN} == set(bundled_templates())
 

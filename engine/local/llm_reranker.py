@@ -25,7 +25,13 @@ from typing import Any, Literal
 import torch
 
 from ..config import ScorerConfig
-from ..errors import InputError, InputTooLongError, ModelLoadError, TemplateError, UnsupportedScoreType
+from ..errors import (
+    InputError,
+    InputTooLongError,
+    ModelLoadError,
+    TemplateError,
+    UnsupportedScoreType,
+)
 from ..templates import ScoreTemplate, bundled_templates, load_template
 from ..types import ScoreResult, ScoreType
 from .base import LocalBackend, ProgressFn, cap_max_length, tokenize
@@ -60,10 +66,25 @@ logger = logging.getLogger("engine")
 # Decoder families whose *ForSequenceClassification checkpoints are LLM rerankers (last-token
 # pooling, a `score` head, often no pad token). Encoders (BERT, RoBERTa, ...) stay on the
 # cross-encoder backend. Keyed by config.json model_type, never by the model's name.
-DECODER_MODEL_TYPES = frozenset({
-    "llama", "llama_bidirec", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe",
-    "gemma", "gemma2", "gemma3_text", "phi3", "olmo2", "granite", "stablelm",
-})
+DECODER_MODEL_TYPES = frozenset(
+    {
+        "llama",
+        "llama_bidirec",
+        "mistral",
+        "mixtral",
+        "qwen2",
+        "qwen2_moe",
+        "qwen3",
+        "qwen3_moe",
+        "gemma",
+        "gemma2",
+        "gemma3_text",
+        "phi3",
+        "olmo2",
+        "granite",
+        "stablelm",
+    }
+)
 BIDIRECTIONAL_ARCHITECTURES = frozenset({"LlamaBidirectionalForSequenceClassification"})
 METHODS = ("from_2_way_softmax", "no_post_processing")
 Pooling = Literal["last", "mean", "cls"]
@@ -87,7 +108,8 @@ def apply_hf_overrides(info: CheckpointInfo, overrides: Mapping[str, Any] | None
     ):
         architectures = tuple(
             a.removesuffix("ForCausalLM") + "ForSequenceClassification"
-            if a.endswith("ForCausalLM") else a
+            if a.endswith("ForCausalLM")
+            else a
             for a in architectures
         )
     config["architectures"] = list(architectures)
@@ -142,19 +164,21 @@ def resolve_conversion(config: Mapping[str, Any]) -> ConversionSpec:
     raw_tokens = config.get("classifier_from_token")
     method = config.get("method")
     if raw_tokens is not None and (
-        isinstance(raw_tokens, str) or not isinstance(raw_tokens, Sequence)
-        or not raw_tokens or not all(isinstance(t, str) for t in raw_tokens)
+        isinstance(raw_tokens, str)
+        or not isinstance(raw_tokens, Sequence)
+        or not raw_tokens
+        or not all(isinstance(t, str) for t in raw_tokens)
     ):
         raise UnsupportedScoreType(
             f"classifier_from_token must be a non-empty list of vocabulary tokens, got "
-            f"{raw_tokens!r}, e.g. [\"no\", \"yes\"]."
+            f'{raw_tokens!r}, e.g. ["no", "yes"].'
         )
     tokens = tuple(raw_tokens or ())
     if config.get("is_original_qwen3_reranker"):
         if len(tokens) != 2:
             raise UnsupportedScoreType(
                 "is_original_qwen3_reranker needs classifier_from_token with exactly two tokens, "
-                f"the negative then the positive one: [\"no\", \"yes\"]; got {list(tokens)}."
+                f'the negative then the positive one: ["no", "yes"]; got {list(tokens)}.'
             )
         if method not in (None, "from_2_way_softmax"):
             raise UnsupportedScoreType(
@@ -190,7 +214,8 @@ def resolve_conversion(config: Mapping[str, Any]) -> ConversionSpec:
         name = config.get("pooling", "avg")
         if name not in _POOLING_NAMES:
             raise UnsupportedScoreType(
-                f"pooling {name!r} in config.json is not supported; options: {sorted(_POOLING_NAMES)}."
+                f"pooling {name!r} in config.json is not supported; "
+                f"options: {sorted(_POOLING_NAMES)}."
             )
         pooling = _POOLING_NAMES[name]
     use_sep_token = config.get("use_sep_token")
@@ -226,7 +251,11 @@ def auto_template(config: Mapping[str, Any], spec: ConversionSpec) -> tuple[str,
         return "bge_reranker_v2_gemma", "model_type 'gemma' scoring the 'Yes' token"
     if model_type == "qwen2" and spec.tokens == ("0", "1") and spec.method == "from_2_way_softmax":
         return "mxbai_rerank_v2", "model_type 'qwen2' with classifier tokens ['0', '1']"
-    if not spec.tokens and model_type == "qwen3" and "Qwen3ForSequenceClassification" in architectures:
+    if (
+        not spec.tokens
+        and model_type == "qwen3"
+        and "Qwen3ForSequenceClassification" in architectures
+    ):
         return "qwen3_reranker", "an already-converted Qwen3ForSequenceClassification"
     return None
 
@@ -236,8 +265,15 @@ def refuse_llm_only_options(config: ScorerConfig, *, llm: bool) -> None:
     if llm:
         return
     given = [
-        name for name in ("template", "instruction", "template_kwargs", "max_tokens_per_query",
-                          "max_tokens_per_doc", "hf_overrides")
+        name
+        for name in (
+            "template",
+            "instruction",
+            "template_kwargs",
+            "max_tokens_per_query",
+            "max_tokens_per_doc",
+            "hf_overrides",
+        )
         if getattr(config, name)  # None, or an empty hf_overrides/template_kwargs, is not given
     ]
     if given:
@@ -342,15 +378,25 @@ class LLMRerankerBackend(LocalBackend):
     score_type = ScoreType.CROSS_ENCODER
 
     def __init__(
-        self, *, info: CheckpointInfo, config: ScorerConfig, device: torch.device,
+        self,
+        *,
+        info: CheckpointInfo,
+        config: ScorerConfig,
+        device: torch.device,
         dtype: torch.dtype,
     ) -> None:
         super().__init__(info=info, config=config, device=device, dtype=dtype)
         self.spec = resolve_conversion(info.config)
         self._check_decoder()
         self._slot = cached(
-            (str(info.path), "llm-reranker", str(device), dtype, config.trust_remote_code,
-             self.spec),
+            (
+                str(info.path),
+                "llm-reranker",
+                str(device),
+                dtype,
+                config.trust_remote_code,
+                self.spec,
+            ),
             self._load,
         )
         loaded: _Loaded = self._slot.value
@@ -362,7 +408,9 @@ class LLMRerankerBackend(LocalBackend):
                 f"{info.path} has {self.num_labels} labels; a score needs 1 (a relevance logit) "
                 "or 2 (not relevant / relevant)."
             )
-        self.activation: Activation = resolve_activation(info.config, info.st_config, self.num_labels)
+        self.activation: Activation = resolve_activation(
+            info.config, info.st_config, self.num_labels
+        )
         self._max_length = cap_max_length(model_max_length(info, self.tokenizer), config.max_length)
         pad_id = self.tokenizer.pad_token_id
         if pad_id is None:
@@ -380,7 +428,9 @@ class LLMRerankerBackend(LocalBackend):
         if not self.spec.causal and temperature not in (None, 1, 1.0):
             logger.warning(
                 "%s sets temperature=%s, which its own code divides the logit by; vLLM ignores "
-                "it and so do we, so scores match vLLM's.", info.path, temperature,
+                "it and so do we, so scores match vLLM's.",
+                info.path,
+                temperature,
             )
         self.template, self.template_kwargs = self._resolve_template()
         self._warned_tpt = False
@@ -423,8 +473,11 @@ class LLMRerankerBackend(LocalBackend):
         from transformers import AutoModelForCausalLM
 
         ids = self._token_ids(tokenizer)
-        lm = load_pretrained(
-            AutoModelForCausalLM, self.info.path, dtype=self.dtype, device=self.device,
+        lm: Any = load_pretrained(
+            AutoModelForCausalLM,
+            self.info.path,
+            dtype=self.dtype,
+            device=self.device,
             trust_remote_code=self.config.trust_remote_code,
         )
         head = lm.get_output_embeddings()
@@ -446,13 +499,20 @@ class LLMRerankerBackend(LocalBackend):
             # class from the same config so no remote code runs (the mask is ours, in forward).
             from transformers import LlamaConfig, LlamaForSequenceClassification
 
-            fields = {k: v for k, v in self.info.config.items()
-                      if k not in ("model_type", "auto_map", "architectures")}
+            fields = {
+                k: v
+                for k, v in self.info.config.items()
+                if k not in ("model_type", "auto_map", "architectures")
+            }
             kwargs["config"] = LlamaConfig(**fields)
             loader = LlamaForSequenceClassification
-        model = load_pretrained(
-            loader, self.info.path, dtype=self.dtype, device=self.device,
-            trust_remote_code=self.config.trust_remote_code, **kwargs,
+        model: Any = load_pretrained(
+            loader,
+            self.info.path,
+            dtype=self.dtype,
+            device=self.device,
+            trust_remote_code=self.config.trust_remote_code,
+            **kwargs,
         )
         head = getattr(model, "score", None)
         if not isinstance(head, torch.nn.Linear):
@@ -481,20 +541,28 @@ class LLMRerankerBackend(LocalBackend):
                         f"for {self.info.path}. Pass template= one of "
                         f"{', '.join(bundled_templates())} or a .jinja path."
                     )
-                how = ("the tokenizer's text-pair encoding" if self.spec.use_sep_token
-                       else "the plain concatenation query + document")
+                how = (
+                    "the tokenizer's text-pair encoding"
+                    if self.spec.use_sep_token
+                    else "the plain concatenation query + document"
+                )
                 logger.warning(
                     "No score template for %s: its config doesn't name a known reranker family, "
                     "so pairs are encoded as %s (vLLM's fallback). LLM rerankers usually need "
                     "their prompt format: pass template= one of %s or a .jinja path.",
-                    self.info.path, how, ", ".join(bundled_templates()),
+                    self.info.path,
+                    how,
+                    ", ".join(bundled_templates()),
                 )
                 return None, kwargs
             name, why = chosen
             template = load_template(name)
             logger.info(
                 "Score template for %s: %s, chosen from its config (%s); pass template= to "
-                "use another.", self.info.path, name, why,
+                "use another.",
+                self.info.path,
+                name,
+                why,
             )
         template.check_kwargs(kwargs)
         return template, kwargs
@@ -540,34 +608,44 @@ class LLMRerankerBackend(LocalBackend):
         )
 
     def prepare(
-        self, queries: list[str], documents: list[str], query_index: list[int],
+        self,
+        queries: list[str],
+        documents: list[str],
+        query_index: list[int],
         truncate_prompt_tokens: int | None,
     ) -> Prepared:
         """Render and tokenize every pair, applying the text caps and the length limit."""
         qs, q_cut = self._capped(queries, self.config.max_tokens_per_query)
         ds, d_cut = self._capped(documents, self.config.max_tokens_per_doc)
         pair_q = [qs[i] for i in query_index]
-        capped = [q_cut[qi] or dc for qi, dc in zip(query_index, d_cut)]
+        capped = [q_cut[qi] or dc for qi, dc in zip(query_index, d_cut, strict=True)]
         if self.template is None and self.spec.use_sep_token:
             # vLLM's path for converted checkpoints without a template: tokenizer(q, d).
             limit = truncate_prompt_tokens or self._max_length
             tok = tokenize(
-                self.tokenizer, pair_q, ds, limit=limit,
+                self.tokenizer,
+                pair_q,
+                ds,
+                limit=limit,
                 strategy="longest_first" if truncate_prompt_tokens else "only_second",
                 overflow="truncate" if truncate_prompt_tokens else self.config.overflow,
                 what="pair",
             )
             return Prepared(
-                input_ids=tok.input_ids, prompts=[None] * len(ds),
-                truncated=[a or b for a, b in zip(capped, tok.truncated)],
+                input_ids=tok.input_ids,
+                prompts=[None] * len(ds),
+                truncated=[a or b for a, b in zip(capped, tok.truncated, strict=True)],
             )
-        prompts = [self._render(q, d) for q, d in zip(pair_q, ds)]
-        ids = self._encode(prompts)
+        rendered = [self._render(q, d) for q, d in zip(pair_q, ds, strict=True)]
+        ids = self._encode(rendered)
+        prompts: list[str | None] = list(rendered)
         truncated = list(capped)
         if truncate_prompt_tokens is not None:
             # vLLM cuts the rendered prompt from the right, template suffix included.
-            if not self._warned_tpt and self.template is not None and any(
-                len(s) > truncate_prompt_tokens for s in ids
+            if (
+                not self._warned_tpt
+                and self.template is not None
+                and any(len(s) > truncate_prompt_tokens for s in ids)
             ):
                 self._warned_tpt = True
                 logger.warning(
@@ -579,7 +657,7 @@ class LLMRerankerBackend(LocalBackend):
                 if len(seq) > truncate_prompt_tokens:
                     ids[i] = seq[:truncate_prompt_tokens]
                     truncated[i] = True
-            return Prepared(input_ids=ids, prompts=list(prompts), truncated=truncated)
+            return Prepared(input_ids=ids, prompts=prompts, truncated=truncated)
         over = [i for i, seq in enumerate(ids) if len(seq) > self._max_length]
         if over and self.config.overflow == "error":
             i = over[0]
@@ -593,7 +671,7 @@ class LLMRerankerBackend(LocalBackend):
             ids[i] = self._fit(pair_q[i], ds[i], self._max_length)
             prompts[i] = None  # no longer the render of the caller's texts
             truncated[i] = True
-        return Prepared(input_ids=ids, prompts=list(prompts), truncated=truncated)
+        return Prepared(input_ids=ids, prompts=prompts, truncated=truncated)
 
     # -- forward ---------------------------------------------------------------------------------
     def forward(self, ids: list[list[int]]) -> torch.Tensor:
@@ -605,7 +683,7 @@ class LLMRerankerBackend(LocalBackend):
         if self.spec.causal:
             attention: torch.Tensor = mask
         else:
-            attention = bidirectional_attention_mask(mask, self.model.dtype)  # [B, 1, L, L]
+            attention = bidirectional_attention_mask(mask, self.dtype)  # [B, 1, L, L]
         with torch.inference_mode():
             hidden = self.model(input_ids=input_ids, attention_mask=attention).last_hidden_state
             return pool_hidden(hidden, mask, self.spec.pooling)  # [B, H]
@@ -635,18 +713,19 @@ class LLMRerankerBackend(LocalBackend):
         lengths = [len(s) for s in prep.input_ids]
         scores = [0.0] * len(lengths)
         for batch in plan_batches(
-            lengths, max_batch_size=self.config.batch_size,
+            lengths,
+            max_batch_size=self.config.batch_size,
             max_tokens_per_batch=self.config.max_tokens_per_batch,
         ):
             logits = self.logits(self.forward([prep.input_ids[i] for i in batch]))  # [B, C]
             values = finalize_logits(logits, self.activation, use_activation=use_activation)
-            for i, v in zip(batch, values.tolist()):
+            for i, v in zip(batch, values.tolist(), strict=True):
                 scores[i] = float(v)
             if progress is not None:
                 progress(len(batch))
         return [
-            ScoreResult(index=i, score=scores[i], truncated=prep.truncated[i],
-                        num_tokens=lengths[i])
+            ScoreResult(
+                index=i, score=scores[i], truncated=prep.truncated[i], num_tokens=lengths[i]
+            )
             for i in range(len(lengths))
         ]
-
