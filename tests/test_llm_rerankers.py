@@ -228,7 +228,7 @@ def build_nemotron(folder: Path, *, seed: int = 5) -> Path:
     config.num_labels = 1
     model = LlamaForSequenceClassification(config)
     with torch.no_grad():
-        model.score.weight.mul_(8.0)  # spread the tiny head's logits
+        model.score.weight.mul_(2.0)  # spread the tiny head's logits
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     raw = json.loads((folder / "config.json").read_text())
