@@ -291,6 +291,8 @@ def token_score_weight(lm_head: torch.Tensor, ids: Sequence[int], method: str) -
     from_2_way_softmax: w = W[t1] − W[t0], so h·w = z_t1 − z_t0 and sigmoid of it is the t1
     entry of softmax([z_t0, z_t1]). no_post_processing (one token): w = W[t].
     """
+    # NOTE: like vLLM's converted head, this skips any final_logit_softcapping (Gemma 2/3) and
+    # LM-head bias; the real rerankers (Qwen, Gemma 1, Qwen2) have neither.
     rows = lm_head[list(ids)].float()  # [T, H]
     if method == "from_2_way_softmax":
         return (rows[1] - rows[0]).unsqueeze(0)  # [1, H]
