@@ -267,6 +267,21 @@ class ScorerSource:
         scorer = await self.aget()
         return _as_float_rows(await scorer.aembed(list(texts)))
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A pickle carries the recipe, not a model this source loaded itself (it reloads on
+        # first use); a ready scorer is part of the state and must be picklable on its own.
+        return {
+            "scorer": self._scorer if self._ready else None, "model": self._model,
+            "options": self._options, "need": self._need,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._scorer = state["scorer"]
+        self._ready = state["scorer"] is not None
+        self._model = state["model"]
+        self._options = state["options"]
+        self._need = state["need"]
+
     def __copy__(self) -> ScorerSource:
         return self
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 from typing import Any, ClassVar
 
 from llama_index.core.bridge.pydantic import (
@@ -69,6 +70,23 @@ class ScorerFields(BaseModel):
     @field_serializer("scorer", check_fields=False)
     def _serialize_scorer(self, value: Any) -> str | None:
         return None if value is None else READY_SCORER_PLACEHOLDER
+
+    def __getstate__(self) -> dict[Any, Any]:
+        # LlamaIndex drops (from the live object, too) whatever doesn't pickle, and unpickling
+        # rebuilds from the rest: a reranker on a ready scorer would come back on the default
+        # model. Refuse before that happens.
+        scorer = getattr(self, "scorer", None)
+        if scorer is not None:
+            try:
+                pickle.dumps(scorer)
+            except Exception as exc:
+                raise TypeError(
+                    f"This {type(self).__name__} runs on a ready scorer that can't be pickled "
+                    f"({exc}). Pickle one built from model=... instead, or pickle its to_dict() "
+                    "and pass scorer=... to from_dict."
+                ) from exc
+        state: dict[Any, Any] = super().__getstate__()
+        return state
 
     @model_validator(mode="after")
     def _build_source(self) -> ScorerFields:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import pickle
 import subprocess
 import sys
 
@@ -153,6 +154,14 @@ def test_model_is_loaded_lazily_and_copies_share_it(bert_ce, ce):
     copied = first.model_copy(update={"top_n": 1})
     assert copied._scorer_source() is first._scorer_source()
     assert len(copied.compress_documents(make_docs(), QUERY)) == 1
+
+
+def test_pickle_carries_the_settings_not_the_loaded_model(bert_ce):
+    reranker = ScorerRerank(model=bert_ce, top_n=2, score_key="s")
+    out = reranker.compress_documents(make_docs(), QUERY)  # loads the model
+    restored = pickle.loads(pickle.dumps(reranker))
+    assert not restored._scorer_source().loaded
+    assert restored.compress_documents(make_docs(), QUERY) == out
 
 
 async def test_async_equals_sync(ce):

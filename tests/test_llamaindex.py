@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import pickle
 import subprocess
 import sys
 
@@ -312,6 +313,19 @@ def test_ready_scorer_is_never_serialised_or_silently_replaced(ce):
     with pytest.raises(ValidationError, match=r"from_dict\(data, scorer=\.\.\.\)"):
         ScorerRerank.from_dict(data)
     assert ScorerRerank.from_dict(data, scorer=ce).scorer is ce
+
+
+def test_pickle_round_trips_or_refuses_loudly(bert_ce, ce):
+    reranker = ScorerRerank(model=bert_ce, top_n=2, keep_retrieval_score=True)
+    nodes = make_nodes()
+    out = reranker.postprocess_nodes(nodes, query_str=QUERY)
+    restored = pickle.loads(pickle.dumps(reranker))
+    assert restored.to_dict() == reranker.to_dict()
+    assert dump(restored.postprocess_nodes(nodes, query_str=QUERY)) == dump(out)
+    on_ready = ScorerRerank(scorer=ce)
+    with pytest.raises(TypeError, match="ready scorer that can't be pickled"):
+        pickle.dumps(on_ready)
+    assert on_ready.scorer is ce  # refusing left the instance whole
 
 
 # -- embeddings ----------------------------------------------------------------------------------
