@@ -119,9 +119,24 @@ class LLM:
         use_tqdm: bool = False,
         pooling_params: PoolingParams | None = None,
         truncate_prompt_tokens: int | None = None,
-        **_: Any,
+        chat_template: str | None = None,
+        lora_request: Any = None,
+        tokenization_kwargs: dict[str, Any] | None = None,
     ) -> list[ScoringRequestOutput]:
         """Score ``data_1`` against ``data_2`` (1:1, 1:N or N:N), one output per pair, in order."""
+        # Refused rather than ignored: a silently dropped template would give wrong scores.
+        if chat_template is not None:
+            raise InputError(
+                "A per-call chat_template is not supported; pass the template when building the "
+                "LLM instead: LLM(model=..., template='<bundled name or path>')."
+            )
+        if lora_request is not None:
+            raise InputError("LoRA adapters are not supported by the local engine.")
+        if tokenization_kwargs:
+            raise InputError(
+                "tokenization_kwargs are not supported; use truncate_prompt_tokens=, or "
+                "max_length= / max_tokens_per_doc= when building the LLM."
+            )
         use_activation = pooling_params.use_activation if pooling_params is not None else None
         results = self.scorer.score(
             data_1, data_2, use_activation=use_activation,

@@ -32,6 +32,8 @@ def test_shim_pairs_and_pooling_params(bert_ce: Path) -> None:
     assert raw[0].outputs.score == Scorer.load(bert_ce).score("q", "a", use_activation=False)[0].score
     with pytest.raises(PairingError):
         llm.score(["q1", "q2"], ["a", "b", "c"])
+    with pytest.raises(InputError, match="template"):
+        llm.score("q", "a", chat_template="{{ messages }}")
 
 
 def test_shim_task_selects_score_type(bert_ce: Path) -> None:
