@@ -71,7 +71,9 @@ def _read_documents(path: str) -> tuple[list[str], list[dict[str, Any]]]:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise SystemExit(f"scorer: line {number} of {path} is not valid JSON: {exc}") from exc
+                raise SystemExit(
+                    f"scorer: line {number} of {path} is not valid JSON: {exc}"
+                ) from exc
             if not isinstance(obj.get("text"), str):
                 raise SystemExit(f"scorer: line {number} of {path} has no string 'text' field.")
             texts.append(obj["text"])

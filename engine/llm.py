@@ -103,7 +103,9 @@ class LLM:
         key = task or convert
         if key is not None and score_type is None:
             if key not in _TASKS:
-                raise InputError(f"task/convert={key!r} is not a scoring task; use {sorted(_TASKS)}.")
+                raise InputError(
+                    f"task/convert={key!r} is not a scoring task; use one of {sorted(_TASKS)}."
+                )
             score_type = _TASKS[key]
         self.scorer = Scorer.load(
             model, score_type=score_type, device=device, dtype=dtype, max_length=max_model_len,

@@ -84,6 +84,7 @@ class Scorer:
 
         Loading the same (model, device, dtype) twice in one process reuses the weights.
         """
+        from .local.llm_reranker import apply_hf_overrides
         from .local.loading import (
             check_score_type_supported,
             detect_score_type,
@@ -92,7 +93,6 @@ class Scorer:
             resolve_dtype,
             resolve_model_path,
         )
-        from .local.llm_reranker import apply_hf_overrides
         from .local.registry import backend_class
 
         unknown = set(options) - set(ScorerConfig.__dataclass_fields__)

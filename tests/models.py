@@ -172,7 +172,8 @@ def build_legacy_st_bi_encoder(folder: Path, raw: Path) -> Path:
         "pooling_mode_mean_sqrt_len_tokens": False}))
     (folder / "modules.json").write_text(json.dumps([
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 1, "name": "1", "path": "1_Pooling",
+         "type": "sentence_transformers.models.Pooling"},
     ]))
     (folder / "sentence_bert_config.json").write_text(
         json.dumps({"max_seq_length": 64, "do_lower_case": False}))
@@ -216,7 +217,8 @@ def build_pylate(folder: Path, raw: Path, *, dim: int = 8, seed: int = 3) -> Pat
     model.save_pretrained(folder)
     (folder / "1_Dense").mkdir()
     torch.manual_seed(seed)
-    save_file({"linear.weight": torch.randn(dim, 32)}, str(folder / "1_Dense" / "model.safetensors"))
+    save_file({"linear.weight": torch.randn(dim, 32)},
+              str(folder / "1_Dense" / "model.safetensors"))
     (folder / "1_Dense" / "config.json").write_text(json.dumps({
         "in_features": 32, "out_features": dim, "bias": False,
         "activation_function": "torch.nn.modules.linear.Identity"}))
@@ -248,7 +250,9 @@ def build_bge_m3(folder: Path, *, seed: int = 4) -> Path:
         {"word_embedding_dimension": 32, "pooling_mode_cls_token": True}))
     (folder / "modules.json").write_text(json.dumps([
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+        {"idx": 1, "name": "1", "path": "1_Pooling",
+         "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize",
+         "type": "sentence_transformers.models.Normalize"},
     ]))
     return folder

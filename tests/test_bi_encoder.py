@@ -52,7 +52,7 @@ def test_use_activation_false_leaves_cosine_unchanged(st_bi_encoder: Path) -> No
     scorer = Scorer.load(st_bi_encoder)
     a = [r.score for r in scorer.score(QUERIES[0], DOCUMENTS)]
     b = [r.score for r in scorer.score(QUERIES[0], DOCUMENTS, use_activation=False)]
-    assert max(abs(x - y) for x, y in zip(a, b)) <= TOL
+    assert max(abs(x - y) for x, y in zip(a, b, strict=True)) <= TOL
 
 
 def test_shuffle_and_batch_size_do_not_change_scores(st_bi_encoder: Path) -> None:
@@ -64,9 +64,9 @@ def test_shuffle_and_batch_size_do_not_change_scores(st_bi_encoder: Path) -> Non
     back = [0.0] * len(docs)
     for pos, i in enumerate(order):
         back[i] = shuffled[pos].score
-    assert max(abs(a - b) for a, b in zip(one, back)) <= TOL
+    assert max(abs(a - b) for a, b in zip(one, back, strict=True)) <= TOL
     big = [r.score for r in Scorer.load(st_bi_encoder, batch_size=64).score(QUERIES[0], docs)]
-    assert max(abs(a - b) for a, b in zip(one, big)) <= TOL
+    assert max(abs(a - b) for a, b in zip(one, big, strict=True)) <= TOL
 
 
 def test_truncation_is_flagged_and_matches_st_truncation(legacy_bi_encoder: Path) -> None:

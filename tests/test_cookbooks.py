@@ -24,7 +24,9 @@ def test_notebook_runs(notebook: Path) -> None:
             continue
         source = "".join(cell["source"])
         # Notebook magics/shell lines have no meaning outside Jupyter.
-        source = "\n".join(l for l in source.splitlines() if not l.lstrip().startswith(("%", "!")))
+        source = "\n".join(
+            line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))
+        )
         try:
             exec(compile(source, f"{notebook.name}[cell {number}]", "exec"), namespace)
         except Exception as exc:  # pragma: no cover - the failure message is the point

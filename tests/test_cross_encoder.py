@@ -22,7 +22,7 @@ def transformers_reference(path: Path, queries: list[str], documents: list[str])
     model = AutoModelForSequenceClassification.from_pretrained(str(path)).eval()
     rows = []
     with torch.no_grad():
-        for q, d in zip(queries, documents):
+        for q, d in zip(queries, documents, strict=True):
             # A batch of one: HF treats a lone text_pair="" as "no pair", a batched "" as an empty
             # second segment ([CLS] q [SEP] [SEP]); we (and sentence-transformers) use the latter.
             enc = tok([q], [d], return_tensors="pt")
@@ -34,7 +34,7 @@ def st_predict(path: Path, queries: list[str], documents: list[str], **kwargs) -
     from sentence_transformers import CrossEncoder
 
     ce = CrossEncoder(str(path))
-    return [float(x) for x in ce.predict(list(zip(queries, documents)), **kwargs)]
+    return [float(x) for x in ce.predict(list(zip(queries, documents, strict=True)), **kwargs)]
 
 
 SHAPES = {
@@ -79,12 +79,12 @@ def test_parity_with_sentence_transformers(
     scorer = Scorer.load(path)
     ours = [r.score for r in scorer.score(queries, documents)]
     theirs = st_predict(path, qs, docs)
-    assert max(abs(a - b) for a, b in zip(ours, theirs)) <= TOL
+    assert max(abs(a - b) for a, b in zip(ours, theirs, strict=True)) <= TOL
     from torch.nn import Identity
 
     raw_theirs = st_predict(path, qs, docs, activation_fn=Identity())
     raw_ours = [r.score for r in scorer.score(queries, documents, use_activation=False)]
-    assert max(abs(a - b) for a, b in zip(raw_ours, raw_theirs)) <= TOL
+    assert max(abs(a - b) for a, b in zip(raw_ours, raw_theirs, strict=True)) <= TOL
 
 
 def test_two_label_model_scores_probability_of_second_label(bert_ce_2labels: Path) -> None:
@@ -120,21 +120,21 @@ def test_shuffle_score_unshuffle_equals_unbatched(bert_ce: Path) -> None:
     for pos, i in enumerate(order):
         assert shuffled[pos].index == pos
         unshuffled[i] = shuffled[pos].score
-    assert max(abs(a - b) for a, b in zip(one_by_one, unshuffled)) <= TOL
+    assert max(abs(a - b) for a, b in zip(one_by_one, unshuffled, strict=True)) <= TOL
 
 
 def test_batch_size_one_equals_sixty_four(bert_ce: Path) -> None:
     docs = DOCUMENTS * 5
     a = [r.score for r in Scorer.load(bert_ce, batch_size=1).score(QUERIES[1], docs)]
     b = [r.score for r in Scorer.load(bert_ce, batch_size=64).score(QUERIES[1], docs)]
-    assert max(abs(x - y) for x, y in zip(a, b)) <= TOL
+    assert max(abs(x - y) for x, y in zip(a, b, strict=True)) <= TOL
 
 
 def test_token_budget_splits_batches_without_changing_scores(bert_ce: Path) -> None:
     docs = DOCUMENTS * 3
     a = [r.score for r in Scorer.load(bert_ce, max_tokens_per_batch=40).score(QUERIES[0], docs)]
     b = [r.score for r in Scorer.load(bert_ce).score(QUERIES[0], docs)]
-    assert max(abs(x - y) for x, y in zip(a, b)) <= TOL
+    assert max(abs(x - y) for x, y in zip(a, b, strict=True)) <= TOL
 
 
 def test_num_tokens_is_the_pair_prompt_length(bert_ce: Path) -> None:
@@ -142,5 +142,5 @@ def test_num_tokens_is_the_pair_prompt_length(bert_ce: Path) -> None:
 
     tok = AutoTokenizer.from_pretrained(str(bert_ce))
     results = Scorer.load(bert_ce).score(QUERIES[0], DOCUMENTS)
-    for r, d in zip(results, DOCUMENTS):
+    for r, d in zip(results, DOCUMENTS, strict=True):
         assert r.num_tokens == len(tok([QUERIES[0]], [d])["input_ids"][0])

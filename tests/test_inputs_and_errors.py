@@ -16,8 +16,8 @@ from engine import (
     PairingError,
     Scorer,
     ScorerConfig,
-    ScoreTypeDetectionError,
     ScoreType,
+    ScoreTypeDetectionError,
     UnsupportedScoreType,
 )
 from engine.pairing import PAIRING_MESSAGE, pair_indices

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine import Scorer, ScoreTypeDetectionError, ScoreType
+from engine import Scorer, ScoreType, ScoreTypeDetectionError
 from engine.datasets import load_scifact_mini, mean_ndcg
 from engine.local.similarity import maxsim
 from tests.conftest import DOCUMENTS, QUERIES
@@ -105,7 +105,7 @@ def test_each_projection_format_matches_reference(
         qs = [QUERIES[i % 2] for i in range(len(DOCUMENTS))]
         queries, documents = qs, DOCUMENTS
     got = [r.score for r in scorer.score(queries, documents)]
-    for k, (q, d) in enumerate(zip(qs, documents)):
+    for k, (q, d) in enumerate(zip(qs, documents, strict=True)):
         ref = maxsim_loop(
             _reference_vectors(path, q, projection, drop_bos=drop_bos),
             _reference_vectors(path, d, projection, drop_bos=drop_bos),
@@ -116,7 +116,7 @@ def test_each_projection_format_matches_reference(
 def test_use_activation_false_skips_token_normalisation(colbert_ir: Path) -> None:
     projection = _projection("colbert_ir", colbert_ir)
     got = Scorer.load(colbert_ir).score(QUERIES[0], DOCUMENTS[:2], use_activation=False)
-    for r, d in zip(got, DOCUMENTS[:2]):
+    for r, d in zip(got, DOCUMENTS[:2], strict=True):
         ref = maxsim_loop(
             _reference_vectors(colbert_ir, QUERIES[0], projection, normalize=False),
             _reference_vectors(colbert_ir, d, projection, normalize=False),
@@ -145,8 +145,9 @@ def test_colbert_markers_match_written_reference(pylate: Path) -> None:
 
     def vectors(ids: list[int], attention: list[int]) -> torch.Tensor:
         with torch.no_grad():
-            h = model(input_ids=torch.tensor([ids]), attention_mask=torch.tensor([attention]),
-                      token_type_ids=torch.zeros(1, len(ids), dtype=torch.long)).last_hidden_state[0]
+            out = model(input_ids=torch.tensor([ids]), attention_mask=torch.tensor([attention]),
+                        token_type_ids=torch.zeros(1, len(ids), dtype=torch.long))
+        h = out.last_hidden_state[0]
         return torch.nn.functional.normalize(projection(h), dim=-1)
 
     q_ids = tok(QUERIES[0])["input_ids"]
@@ -175,9 +176,9 @@ def test_shuffle_and_batch_size_do_not_change_scores(colbert_ir: Path) -> None:
     for pos, i in enumerate(order):
         back[i] = shuffled[pos].score
     # Scores are sums of ~20 dot products, so float32 rounding is ~1e-6 relative.
-    assert max(abs(a - b) for a, b in zip(one, back)) <= TOL
+    assert max(abs(a - b) for a, b in zip(one, back, strict=True)) <= TOL
     big = [r.score for r in Scorer.load(colbert_ir, batch_size=64).score(QUERIES[1], docs)]
-    assert max(abs(a - b) for a, b in zip(one, big)) <= TOL
+    assert max(abs(a - b) for a, b in zip(one, big, strict=True)) <= TOL
 
 
 def test_pylate_config_is_detected(pylate: Path) -> None:

@@ -29,7 +29,8 @@ def test_shim_pairs_and_pooling_params(bert_ce: Path) -> None:
     outputs = llm.score("q", ["a", "b", "c"])
     assert len(outputs) == 3 and len({o.request_id for o in outputs}) == 3
     raw = llm.score("q", ["a"], pooling_params=PoolingParams(use_activation=False))
-    assert raw[0].outputs.score == Scorer.load(bert_ce).score("q", "a", use_activation=False)[0].score
+    expected = Scorer.load(bert_ce).score("q", "a", use_activation=False)[0].score
+    assert raw[0].outputs.score == expected
     with pytest.raises(PairingError):
         llm.score(["q1", "q2"], ["a", "b", "c"])
     with pytest.raises(InputError, match="template"):

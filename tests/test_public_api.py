@@ -112,8 +112,8 @@ def test_wheel_ships_templates_and_data(tmp_path: Path) -> None:
     # And the installed layout resolves: unpack and ask engine._resources from there.
     target = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(target)
-    code = ("import sys; sys.path.insert(0, %r); import engine._resources as r; "
-            "print(r.templates_dir())" % str(target))
+    code = (f"import sys; sys.path.insert(0, {str(target)!r}); import engine._resources as r; "
+            "print(r.templates_dir())")
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            cwd=tmp_path, timeout=120)
     assert found.stdout.strip() == str(target / "engine" / "templates"), found.stderr
