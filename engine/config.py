@@ -71,6 +71,10 @@ class ScorerConfig:
         max_tokens_per_query: LLM rerankers only; cut each query TEXT to this many tokens before
             templating (vLLM's request field); None = no cap. Cut pairs are flagged truncated.
         max_tokens_per_doc: the same for each document, so the template's suffix survives.
+        doc_cache_size: bi-encoder and late-interaction only; keep the encodings of up to this
+            many documents in memory (least recently used dropped first), so scoring documents
+            seen before skips the model. 0 (the default) turns the cache off. Each entry holds
+            one vector (bi-encoder) or one vector per token (late interaction, float32).
     """
 
     score_type: ScoreType | None = None
@@ -90,6 +94,7 @@ class ScorerConfig:
     template_kwargs: Mapping[str, Any] | None = None
     max_tokens_per_query: int | None = None
     max_tokens_per_doc: int | None = None
+    doc_cache_size: int = 0
 
     def __post_init__(self) -> None:
         if self.score_type is not None:
@@ -123,6 +128,12 @@ class ScorerConfig:
             raise InputError(
                 f"hf_overrides has unsupported key(s) {unknown}; supported: "
                 f"{sorted(HF_OVERRIDE_KEYS)} (the vLLM keys that turn an LLM into a reranker)."
+            )
+        if (isinstance(self.doc_cache_size, bool) or not isinstance(self.doc_cache_size, int)
+                or self.doc_cache_size < 0):
+            raise InputError(
+                f"doc_cache_size must be an int ≥ 0 (0 turns the cache off), got "
+                f"{self.doc_cache_size!r}."
             )
         for name in ("max_tokens_per_query", "max_tokens_per_doc"):
             value = getattr(self, name)
