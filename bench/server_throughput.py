@@ -123,6 +123,7 @@ def _run_mode(model: str, batching: bool, bodies: list[dict[str, Any]],
     try:
         _wait_healthy(url, proc)
         asyncio.run(_drive(url, warmup, clients))
+        before = httpx.get(url + "/metrics").text
         wall, latencies, scores = asyncio.run(_drive(url, bodies, clients))
         metrics = httpx.get(url + "/metrics").text
     finally:
@@ -132,14 +133,19 @@ def _run_mode(model: str, batching: bool, bodies: list[dict[str, Any]],
         except subprocess.TimeoutExpired:
             proc.kill()
     pairs = sum(len(b["documents"]) for b in bodies)
-    batches = _metric(metrics, "scorer_batches_total")
-    requests = _metric(metrics, "scorer_batched_requests_total")
+    def delta(name: str) -> float:
+        return _metric(metrics, name) - _metric(before, name)
+
+    batches = delta("scorer_batches_total")
+    requests = delta("scorer_batched_requests_total")
     qs = statistics.quantiles(latencies, n=100)
     return {
         "batching": batching, "requests": len(bodies), "pairs": pairs, "seconds": wall,
         "requests_per_s": len(bodies) / wall, "pairs_per_s": pairs / wall,
         "p50_ms": qs[49] * 1000, "p95_ms": qs[94] * 1000,
         "requests_per_model_call": requests / batches if batches else 0.0,
+        # Share of the wall time the model thread was busy: near 1 means the model is the limit.
+        "model_busy": delta("scorer_model_seconds_total") / wall,
         "scores": scores,
     }
 
@@ -161,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--docs-per-request", type=int, default=4)
     p.add_argument("--doc-chars", type=int, default=400, help="documents are cut to this length")
     p.add_argument("--batch-wait-ms", type=float, default=2.0)
+    p.add_argument("--batch-size", type=int, default=32,
+                   help="the server's sequences per forward pass (scorer serve --batch-size)")
     p.add_argument("--server-threads", type=int, default=None,
                    help="torch threads in the server (OMP_NUM_THREADS; default: torch's choice)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -178,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         model = default_model_path()
     bodies = _workload(args.requests, args.docs_per_request, args.doc_chars)
     warmup = _workload(args.clients, args.docs_per_request, args.doc_chars)
-    extra = ["--batch-wait-ms", str(args.batch_wait_ms)]
+    extra = ["--batch-wait-ms", str(args.batch_wait_ms), "--batch-size", str(args.batch_size)]
     rows = [_run_mode(model, batching, bodies, warmup, args.clients, extra, args.server_threads)
             for batching in (True, False)]
     on, off = rows
@@ -195,13 +203,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"model {model}\n{args.clients} concurrent clients, {args.requests} /rerank requests "
           f"of 1 query x {args.docs_per_request} documents ({args.doc_chars} chars max), "
-          f"{os.cpu_count()} CPUs, server torch threads: {args.server_threads or 'default'}")
+          f"{os.cpu_count()} CPUs, server torch threads: {args.server_threads or 'default'}, "
+          f"--batch-size {args.batch_size}")
     print(f"{'micro-batching':>14}  {'req/s':>8}  {'pairs/s':>8}  {'p50 ms':>8}  {'p95 ms':>8}  "
-          f"{'req/model call':>14}")
+          f"{'req/model call':>14}  {'model busy':>10}")
     for row in rows:
         print(f"{'on' if row['batching'] else 'off':>14}  {row['requests_per_s']:8.1f}  "
               f"{row['pairs_per_s']:8.1f}  {row['p50_ms']:8.1f}  {row['p95_ms']:8.1f}  "
-              f"{row['requests_per_model_call']:14.1f}")
+              f"{row['requests_per_model_call']:14.1f}  {row['model_busy']:10.0%}")
     print(f"speed-up {summary['speedup']:.2f}x; largest score difference on vs off {diff:.2e}")
     return 0
 

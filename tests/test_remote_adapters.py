@@ -202,7 +202,7 @@ def test_collect_results_accepts_int_scores_and_keeps_order() -> None:
     assert isinstance(out[1].score, float)
 
 
-# -- planning and merging ----------------------------------------------------------------------------
+# -- planning and merging --------------------------------------------------------------------------
 def _ids(chunks) -> list[list[int]]:
     return [c.pair_ids for c in chunks]
 
@@ -242,7 +242,7 @@ def test_merge_puts_chunk_results_back_in_caller_order() -> None:
     assert [(r.index, r.score) for r in merged] == [(k, 10.0 * k) for k in range(5)]
 
 
-# -- retry arithmetic --------------------------------------------------------------------------------
+# -- retry arithmetic ------------------------------------------------------------------------------
 @pytest.mark.parametrize(("status", "retry"), [(429, True), (500, True), (502, True), (503, True),
                                                (504, True), (501, False), (400, False),
                                                (401, False), (404, False), (413, False),
@@ -266,12 +266,12 @@ def test_retry_after_seconds_and_http_date() -> None:
 def test_backoff_doubles_up_to_the_ceiling_and_retry_after_wins() -> None:
     policy = RetryPolicy(backoff=1.0, max_backoff=4.0)
     waits = [backoff_delay(policy, attempt, None) for attempt in (1, 2, 3, 4)]
-    for wait, base in zip(waits, (1.0, 2.0, 4.0, 4.0)):
+    for wait, base in zip(waits, (1.0, 2.0, 4.0, 4.0), strict=True):
         assert base <= wait <= base * 1.1
     assert backoff_delay(policy, 3, 0.25) == 0.25
 
 
-# -- configuration -----------------------------------------------------------------------------------
+# -- configuration ---------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("kwargs", "needle"),
     [

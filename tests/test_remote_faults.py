@@ -32,7 +32,7 @@ def flavour_body(api: str, query: Any, documents: list[str]) -> Any:
         queries = query if isinstance(query, list) else [query] * len(documents)
         return {"id": "score-x", "object": "list", "created": 0, "model": "m",
                 "data": [{"index": i, "object": "score", "score": fake_score(q, d)}
-                         for i, (q, d) in enumerate(zip(queries, documents))],
+                         for i, (q, d) in enumerate(zip(queries, documents, strict=True))],
                 "usage": {"prompt_tokens": 1, "total_tokens": 1}}
     ranked = sorted(range(len(documents)), key=lambda i: -fake_score(query, documents[i]))
     if api == "tei":
@@ -162,14 +162,14 @@ def remote_for(fake: FakeApi, **kwargs: Any) -> RemoteScorer:
 
 def expected(query: str | list[str], docs: list[str]) -> list[float]:
     queries = query if isinstance(query, list) else [query] * len(docs)
-    return [fake_score(q, d) for q, d in zip(queries, docs)]
+    return [fake_score(q, d) for q, d in zip(queries, docs, strict=True)]
 
 
 DOCS = [f"document number {i} about {'cats' if i % 3 else 'dogs'}" for i in range(11)]
 FLAVOURS = ["vllm-score", "vllm-rerank", "cohere", "jina", "tei", "infinity"]
 
 
-# -- every flavour: shuffled answers, chunking, merging ---------------------------------------------
+# -- every flavour: shuffled answers, chunking, merging --------------------------------------------
 @pytest.mark.parametrize("fake", FLAVOURS, indirect=True)
 def test_chunks_to_the_cap_and_merges_in_caller_order(fake: FakeApi) -> None:
     fake.cap = 4
@@ -319,7 +319,7 @@ def test_connection_refused_is_a_remote_error() -> None:
     assert info.value.status_code is None
 
 
-# -- malformed answers -------------------------------------------------------------------------------
+# -- malformed answers -----------------------------------------------------------------------------
 @pytest.mark.parametrize("fake", FLAVOURS, indirect=True)
 def test_malformed_json_is_an_error_not_retried(fake: FakeApi) -> None:
     fake.faults.append({"raw": b'{"results": [{"index": 0, "relevance_sc'})
@@ -362,7 +362,7 @@ def test_one_failing_chunk_fails_the_call(fake: FakeApi) -> None:
         remote_for(fake, max_batch_size=2, max_concurrency=1).score("q", DOCS[:6])
 
 
-# -- limits ------------------------------------------------------------------------------------------
+# -- limits ----------------------------------------------------------------------------------------
 def test_413_over_the_cap_says_to_lower_max_batch_size(fake: FakeApi) -> None:
     fake.cap = 4
     with pytest.raises(RemoteScoreError, match="Lower max_batch_size") as info:
@@ -379,7 +379,7 @@ def test_tei_422_batch_size_says_to_lower_max_batch_size(fake: FakeApi) -> None:
         remote_for(fake, max_batch_size=11).score("q", DOCS)
 
 
-# -- the API key -------------------------------------------------------------------------------------
+# -- the API key -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("fake", ["cohere"], indirect=True)
 def test_key_from_argument_is_sent_and_never_shown(fake: FakeApi, caplog: pytest.LogCaptureFixture
                                                    ) -> None:
@@ -421,7 +421,7 @@ def test_no_key_sends_no_authorization_header(fake: FakeApi, monkeypatch: pytest
     assert "Authorization" not in fake.requests[0]["headers"]
 
 
-# -- options reach the wire --------------------------------------------------------------------------
+# -- options reach the wire ------------------------------------------------------------------------
 @pytest.mark.parametrize("fake", ["vllm-rerank"], indirect=True)
 def test_vllm_options_are_sent(fake: FakeApi) -> None:
     remote_for(fake, model="served").score("q", ["a"], use_activation=False,

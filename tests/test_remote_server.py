@@ -45,7 +45,7 @@ def remote(server: ServerThread, api: str, path: str | None, **kwargs: object) -
 
 def assert_close(remote_scores: list[float], local_scores: list[float]) -> None:
     assert len(remote_scores) == len(local_scores)
-    assert max(abs(a - b) for a, b in zip(remote_scores, local_scores)) <= TOL
+    assert max(abs(a - b) for a, b in zip(remote_scores, local_scores, strict=True)) <= TOL
 
 
 @pytest.mark.parametrize(("api", "path"), ROUTES, ids=IDS)
@@ -85,7 +85,7 @@ def test_raw_logits_equal_local(server: ServerThread, scorer: Scorer, api: str, 
     want = scorer.score(QUERIES[0], DOCUMENTS[:4], use_activation=False)
     assert_close([r.score for r in got], [r.score for r in want])
     activated = scorer.score(QUERIES[0], DOCUMENTS[:4])
-    assert any(abs(a.score - b.score) > 1e-3 for a, b in zip(got, activated))
+    assert any(abs(a.score - b.score) > 1e-3 for a, b in zip(got, activated, strict=True))
 
 
 def test_truncation_reaches_the_server(server: ServerThread, scorer: Scorer) -> None:

@@ -74,7 +74,7 @@ def post(url: str, path: str, body: Any, **kwargs: Any) -> httpx.Response:
 
 
 def close(a: list[float], b: list[float]) -> bool:
-    return len(a) == len(b) and all(abs(x - y) <= TOL for x, y in zip(a, b))
+    return len(a) == len(b) and all(abs(x - y) <= TOL for x, y in zip(a, b, strict=True))
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def local(scorer: Scorer, queries: Any, documents: Any, **kwargs: Any) -> list[f
     return [r.score for r in scorer.score(queries, documents, **kwargs)]
 
 
-# -- request spellings and response bodies -----------------------------------------------------------
+# -- request spellings and response bodies ---------------------------------------------------------
 @pytest.mark.parametrize("left,right", [("queries", "documents"), ("queries", "items"),
                                         ("data_1", "data_2"), ("text_1", "text_2")])
 @pytest.mark.parametrize("path", SCORE_ROUTES)
@@ -161,7 +161,7 @@ def test_options_match_local(server: ServerThread, scorer: Scorer) -> None:
     assert ignored.status_code == 200
 
 
-# -- error bodies ------------------------------------------------------------------------------------
+# -- error bodies ----------------------------------------------------------------------------------
 def assert_error(r: httpx.Response, status: int, type_: str, param: str | None, needle: str
                  ) -> None:
     assert r.status_code == status, r.text
@@ -305,7 +305,7 @@ def test_oversized_body_is_413_naming_the_limit(server: ServerThread) -> None:
     assert_error(r, 413, "PayloadTooLargeError", "body", "more than 4096 bytes")
 
 
-# -- metrics -----------------------------------------------------------------------------------------
+# -- metrics ---------------------------------------------------------------------------------------
 def _metric(text: str, name: str) -> float:
     total = 0.0
     for line in text.splitlines():
@@ -367,7 +367,7 @@ async def test_concurrent_submissions_share_model_calls(scorer: Scorer, enabled:
     requests = _requests(10)
     fn = Recording(scorer)
     got = await _submit_all(MicroBatcher(fn, enabled=enabled, max_wait_s=0.5), requests)
-    for (query, docs), scores in zip(requests, got):
+    for (query, docs), scores in zip(requests, got, strict=True):
         assert close(scores, local(scorer, query, docs))
     # All ten are queued before the collector first runs, so merging is deterministic here.
     assert len(fn.calls) == (1 if enabled else 10)

@@ -103,7 +103,9 @@ def collect_results(
                 f"result {position} has index {index}, out of range for {n_documents} documents."
             )
         if isinstance(score, bool) or not isinstance(score, (int, float)):
-            raise _bad(f"result {position} (index {index}) has {score_key} {score!r}, not a number.")
+            raise _bad(
+                f"result {position} (index {index}) has {score_key} {score!r}, not a number."
+            )
         if scores[index] is not None:
             raise _bad(f"index {index} appears more than once.")
         scores[index] = float(score)

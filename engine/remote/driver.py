@@ -85,8 +85,8 @@ def backoff_delay(policy: RetryPolicy, attempt: int, retry_after: float | None) 
     """Wait before retry number ``attempt`` (1-based): the server's Retry-After, else backoff."""
     if retry_after is not None:
         return retry_after
-    base = min(policy.max_backoff, policy.backoff * (2 ** (attempt - 1)))
-    return base * (1.0 + 0.1 * random.random())
+    base = min(policy.max_backoff, policy.backoff * 2.0 ** (attempt - 1))
+    return float(base * (1.0 + 0.1 * random.random()))
 
 
 class _Secret:
@@ -271,7 +271,7 @@ class HttpDriver:
             return self._client
 
     def post(self, path: str, payload: Mapping[str, Any]) -> Any:
-        """POST ``payload`` as JSON and return the decoded JSON body, retrying as the policy says."""
+        """POST ``payload`` as JSON and return the decoded JSON body, retrying per the policy."""
         client = self._sync_client()
         attempt = 0
         while True:

@@ -63,7 +63,9 @@ class RemoteConfig:
         if self.api not in ADAPTERS:
             get_adapter(self.api)  # raises with the list of flavours
         if self.path is not None and (not isinstance(self.path, str) or not self.path):
-            raise InputError(f"path must be a non-empty string like '/v1/rerank', got {self.path!r}.")
+            raise InputError(
+                f"path must be a non-empty string like '/v1/rerank', got {self.path!r}."
+            )
         if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) \
                 or self.timeout <= 0:
             raise InputError(f"timeout must be a positive number of seconds, got {self.timeout!r}.")
@@ -129,7 +131,7 @@ def merge_chunks(chunks: Sequence[Chunk], answers: Sequence[list[ScoreResult]], 
                  ) -> list[ScoreResult]:
     """Per-chunk results (indexed within the chunk) → one list in the caller's pair order."""
     merged: list[ScoreResult | None] = [None] * n_pairs
-    for chunk, results in zip(chunks, answers):
+    for chunk, results in zip(chunks, answers, strict=True):
         for r in results:
             k = chunk.pair_ids[r.index]
             merged[k] = ScoreResult(index=k, score=r.score, truncated=r.truncated,
@@ -197,7 +199,9 @@ class RemoteScorer:
         self.adapter: Adapter = get_adapter(api)
         # The environment is read here, at the edge, and only when no key was passed.
         key_source = self.adapter.env_var
-        key = api_key if api_key is not None else (os.environ.get(key_source) if key_source else None)
+        key = api_key
+        if key is None and key_source:
+            key = os.environ.get(key_source)
         self._driver = HttpDriver(
             self.config.base_url, api=api, api_key=key or None, key_source=key_source,
             timeout=float(timeout),

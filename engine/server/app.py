@@ -89,8 +89,8 @@ class ServerConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"{name} must be a positive int, got {value!r}.")
-        if isinstance(self.batch_wait_ms, bool) or not isinstance(self.batch_wait_ms, (int, float)) \
-                or self.batch_wait_ms < 0:
+        wait = self.batch_wait_ms
+        if isinstance(wait, bool) or not isinstance(wait, (int, float)) or wait < 0:
             raise InputError(f"batch_wait_ms must be a number ≥ 0, got {self.batch_wait_ms!r}.")
         if self.api_key is not None and not self.api_key:
             raise InputError("api_key is empty; pass a key or None to turn auth off.")
@@ -146,7 +146,7 @@ def validation_message(errors: Any) -> tuple[str, str | None]:
     return "; ".join(lines), next(iter(seen))
 
 
-# -- pure request handling ---------------------------------------------------------------------------
+# -- pure request handling -------------------------------------------------------------------------
 def score_sides(body: ScoreRequest) -> tuple[str, str]:
     """The field names of the two sides of a score request (exactly one spelling)."""
     given = {name for name in ("queries", "documents", "items", "data_1", "data_2", "text_1",
@@ -211,7 +211,7 @@ def usage(results: list[ScoreResult]) -> int:
     return sum(r.num_tokens for r in results)
 
 
-# -- the gate: auth, content type, body limit and metrics, before FastAPI sees the request -----------
+# -- the gate: auth, content type, body limit and metrics, before FastAPI sees the request ---------
 def _header(scope: MutableMapping[str, Any], name: bytes) -> str | None:
     for key, value in scope.get("headers", ()):
         if key.lower() == name:
@@ -282,7 +282,8 @@ class _Gate:
         if content_type != "application/json":
             await _send_json(send, 400, error_body(
                 400, f"Unsupported Media Type: Only 'application/json' is allowed (got "
-                     f"{content_type or 'no content type'!r}).", "Bad Request", "header.content-type"))
+                     f"{content_type or 'no content type'!r}).", "Bad Request",
+                "header.content-type"))
             return
         limit = self.config.max_body_bytes
         declared = _header(scope, b"content-length")
@@ -311,7 +312,8 @@ class _Gate:
             if not replayed:
                 replayed = True
                 return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
+            message: MutableMapping[str, Any] = await receive()
+            return message
 
         await self.app(scope, replay, send)
 
@@ -324,7 +326,7 @@ def _too_large(size: int, limit: int, *, at_least: bool = False) -> dict[str, An
         "PayloadTooLargeError", "body")
 
 
-# -- the app -----------------------------------------------------------------------------------------
+# -- the app ---------------------------------------------------------------------------------------
 def create_app(scorer: Any, config: ServerConfig | None = None, **options: Any) -> FastAPI:
     """Build the server around an already loaded :class:`engine.Scorer`.
 
@@ -427,8 +429,8 @@ def create_app(scorer: Any, config: ServerConfig | None = None, **options: Any) 
 
     for path in SCORE_ROUTES:
         app.post(path, response_model=ScoreResponse, responses=error_responses,
-                 summary="Score pairs (vLLM Score API)", operation_id=f"score{path.replace('/', '_')}",
-                 )(score)
+                 summary="Score pairs (vLLM Score API)",
+                 operation_id=f"score{path.replace('/', '_')}")(score)
     for path in RERANK_ROUTES:
         app.post(path, response_model=RerankResponse, responses=error_responses,
                  summary="Rerank documents (vLLM/Jina/Cohere-style Rerank API)",

@@ -56,7 +56,7 @@ class Job:
 
     def __post_init__(self) -> None:
         self.cost = sum(estimate_tokens(self.queries[q]) + estimate_tokens(d)
-                        for q, d in zip(self.query_index, self.documents))
+                        for q, d in zip(self.query_index, self.documents, strict=True))
 
     @property
     def key(self) -> tuple[bool, int | None]:
@@ -108,7 +108,7 @@ def merge_jobs(jobs: list[Job]) -> tuple[list[str], list[str], list[int], list[i
     query_index: list[int] = []
     offsets = [0]
     for job in jobs:
-        for q, d in zip(job.query_index, job.documents):
+        for q, d in zip(job.query_index, job.documents, strict=True):
             query_index.append(slot.setdefault(job.queries[q], len(slot)))
             documents.append(d)
         offsets.append(len(documents))
@@ -229,7 +229,7 @@ class MicroBatcher:
             started = time.perf_counter()
             outcomes = await loop.run_in_executor(self._executor, self._score_batch, batch)
             self._record(batch, time.perf_counter() - started)
-            for job, outcome in zip(batch, outcomes):
+            for job, outcome in zip(batch, outcomes, strict=True):
                 if job.future.done():  # the caller went away
                     continue
                 if isinstance(outcome, BaseException):

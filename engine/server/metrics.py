@@ -63,7 +63,7 @@ class Metrics:
             ]
             for route, counts in sorted(self._latency_counts.items()):
                 cumulative = 0
-                for bound, n in zip((*_LATENCY_BUCKETS, float("inf")), counts):
+                for bound, n in zip((*_LATENCY_BUCKETS, float("inf")), counts, strict=True):
                     cumulative += n
                     le = "+Inf" if bound == float("inf") else repr(bound)
                     lines.append(
@@ -74,7 +74,7 @@ class Metrics:
                              f"{self._latency_sum[route]}")
                 lines.append(f"scorer_request_duration_seconds_count{_labels(route=route)} "
                              f"{cumulative}")
-            scalars = [
+            scalars: list[tuple[str, str, str, float]] = [
                 ("scorer_requests_in_flight", "gauge", "Scoring requests being served now.",
                  self.in_flight),
                 ("scorer_pairs_scored_total", "counter", "(query, document) pairs scored.",

@@ -7,7 +7,7 @@ server can't are refused by the app with a 400 naming the field, never silently 
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,8 +27,9 @@ class MultiModalInput(BaseModel):
     content: list[dict[str, Any]]
 
 
-ScoreInput = Union[str, MultiModalInput]
-ScoreInputs = Union[ScoreInput, list[ScoreInput]]
+# Runtime unions (pydantic reads them); `X | Y` on classes works from Python 3.10.
+ScoreInput = str | MultiModalInput
+ScoreInputs = ScoreInput | list[ScoreInput]
 
 
 class _PoolingRequest(BaseModel):
