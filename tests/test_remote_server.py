@@ -112,3 +112,30 @@ def test_server_errors_reach_the_caller_typed(server: ServerThread) -> None:
     with pytest.raises(RemoteScoreError, match="A key was sent") as info:
         bad_key.score("q", ["a"])
     assert info.value.status_code == 401 and info.value.server_message == "Unauthorized"
+
+
+def test_framework_wrappers_accept_a_remote_scorer(server: ServerThread, scorer: Scorer) -> None:
+    pytest.importorskip("langchain_core")
+    pytest.importorskip("llama_index.core")
+    from langchain_core.documents import Document
+    from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+
+    from engine.integrations import SupportsRerank
+    from langchain_scorer import ScorerRerank as LangChainRerank
+    from llamaindex_scorer import ScorerRerank as LlamaIndexRerank
+
+    client = remote(server, "vllm-rerank", None, max_batch_size=4)
+    assert isinstance(client, SupportsRerank)
+    want = scorer.rerank(QUERIES[0], DOCUMENTS, top_n=3)
+
+    docs = [Document(page_content=text, metadata={"i": i}) for i, text in enumerate(DOCUMENTS)]
+    out = LangChainRerank(scorer=client, top_n=3).compress_documents(docs, QUERIES[0])
+    assert [d.metadata["i"] for d in out] == [w.index for w in want]
+    assert_close([d.metadata["relevance_score"] for d in out], [w.score for w in want])
+
+    nodes = [NodeWithScore(node=TextNode(text=text, id_=str(i)))
+             for i, text in enumerate(DOCUMENTS)]
+    ranked = LlamaIndexRerank(scorer=client, top_n=3).postprocess_nodes(
+        nodes, query_bundle=QueryBundle(QUERIES[0]))
+    assert [n.node.node_id for n in ranked] == [str(w.index) for w in want]
+    assert_close([float(n.score) for n in ranked], [w.score for w in want])
