@@ -597,3 +597,36 @@ def test_scorer_serve_end_to_end(bert_ce: Path) -> None:
     assert proc.returncode in (0, -15), err
     assert "Application shutdown complete" in err and "Traceback" not in err
     assert "serving" in err and KEY not in err
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/score", {"model": "BAAI/bge-reranker-v2-m3", "encoding_format": "float",
+                "text_1": "What is the capital of France?",
+                "text_2": "The capital of France is Paris."}),
+    ("/v1/score", {"model": "BAAI/bge-reranker-v2-m3", "text_1": "What is the capital of France?",
+                   "text_2": ["The capital of Brazil is Brasilia.",
+                              "The capital of France is Paris."]}),
+    ("/rerank", {"model": "BAAI/bge-reranker-base", "query": "What is the capital of France?",
+                 "documents": ["The capital of Brazil is Brasilia.",
+                               "The capital of France is Paris.",
+                               "Horses and cows are both animals"]}),
+])
+def test_vllm_docs_curl_examples_work_unchanged(server: ServerThread, scorer: Scorer, path: str,
+                                                body: dict[str, Any]) -> None:
+    import shutil
+
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    out = subprocess.run(
+        ["curl", "-s", "-X", "POST", server.url + path, "-H", "accept: application/json",
+         "-H", "Content-Type: application/json", "-H", f"Authorization: Bearer {KEY}",
+         "-d", json.dumps(body)],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    answer = json.loads(out.stdout)
+    if "rerank" in path:
+        want = scorer.rerank(body["query"], body["documents"])
+        assert [x["index"] for x in answer["results"]] == [w.index for w in want]
+    else:
+        want_scores = local(scorer, body["text_1"], body["text_2"])
+        assert close([x["score"] for x in answer["data"]], want_scores)
