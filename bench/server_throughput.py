@@ -175,8 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     if args.cross_encoder:
-        from bench.models import minilm_shaped_cross_encoder
-
+        try:
+            from bench.models import minilm_shaped_cross_encoder
+        except ImportError as exc:
+            raise SystemExit(f"--cross-encoder needs bench/models.py ({exc}); "
+                             "pass --model PATH instead.") from exc
         model = str(minilm_shaped_cross_encoder())
     elif args.model:
         model = args.model
