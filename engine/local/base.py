@@ -47,12 +47,14 @@ def tokenize(
     strategy: str,
     overflow: str,
     what: str = "input",
+    positions: Sequence[int] | None = None,
 ) -> Tokenized:
     """Tokenize texts (or text pairs) and fit each to ``limit`` tokens without hiding it.
 
     Inputs over the limit are re-tokenized with ``strategy`` ("only_second" cuts the document of a
     pair; "longest_first" is HF's default and vLLM's for truncate_prompt_tokens; "right" for single
-    texts). With ``overflow="error"`` an over-long input raises instead, naming its index.
+    texts). With ``overflow="error"`` an over-long input raises instead, naming its index (its
+    entry in ``positions`` when the texts are a subset of the caller's input).
     """
     first = list(texts)
     second = list(pairs_with) if pairs_with is not None else None
@@ -65,8 +67,9 @@ def tokenize(
         return Tokenized(input_ids=ids, token_type_ids=types, truncated=truncated)
     if overflow == "error":
         i = over[0]
+        shown = positions[i] if positions is not None else i
         raise InputTooLongError(
-            f"{what} {i} is {len(ids[i])} tokens, over the limit of {limit} "
+            f"{what} {shown} is {len(ids[i])} tokens, over the limit of {limit} "
             f"({len(over)} of {len(ids)} inputs are too long). Shorten it, or load with "
             "overflow='truncate' (or pass truncate_prompt_tokens) to cut it and flag the result."
         )

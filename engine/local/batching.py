@@ -10,30 +10,35 @@ __all__ = ["pad", "plan_batches"]
 
 
 def plan_batches(
-    lengths: Sequence[int], *, max_batch_size: int, max_tokens_per_batch: int
+    lengths: Sequence[int], *, max_batch_size: int, max_tokens_per_batch: int,
+    padded: bool = True,
 ) -> list[list[int]]:
-    """Group sequence indices into batches, longest first, bounded by count and padded tokens.
+    """Group sequence indices into batches, longest first, bounded by count and tokens.
 
-    A batch's cost is ``len(batch) * longest_in_batch`` (what padding makes the model read), and
-    it stays within ``max_tokens_per_batch``; a single sequence over the budget gets a batch of its
-    own. Sorting by length keeps padding small; callers restore their order from the indices.
+    With ``padded`` (the stock forward), a batch's cost is ``len(batch) * longest_in_batch``
+    (what padding makes the model read); without it (the packed forward, which reads no pad
+    tokens) it is the sum of the lengths. Either stays within ``max_tokens_per_batch``; a single
+    sequence over the budget gets a batch of its own. Sorting by length keeps padding small;
+    callers restore their order from the indices.
     """
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batches: list[list[int]] = []
     current: list[int] = []
     longest = 0
+    total = 0
     for i in order:
         n = max(lengths[i], 1)
         # Sorted descending, so the first item of a batch is its longest.
         width = longest if current else n
-        if current and (
-            len(current) >= max_batch_size or (len(current) + 1) * width > max_tokens_per_batch
-        ):
+        cost = (len(current) + 1) * width if padded else total + n
+        if current and (len(current) >= max_batch_size or cost > max_tokens_per_batch):
             batches.append(current)
             current = []
+            total = 0
         if not current:
             longest = n
         current.append(i)
+        total += n
     if current:
         batches.append(current)
     return batches

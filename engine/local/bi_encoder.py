@@ -8,6 +8,7 @@ from ..config import ScorerConfig
 from ..errors import ModelLoadError, UnsupportedScoreType
 from ..types import ScoreResult, ScoreType
 from .base import LocalBackend, ProgressFn, Tokenized, cap_max_length
+from .doc_cache import CachedEncoding, encoding_key, make_cache
 from .encoder import load_st_dense, shared_encoder
 from .loading import CheckpointInfo, _read_json, model_max_length
 from .pooling import pool
@@ -69,6 +70,7 @@ class BiEncoderBackend(LocalBackend):
         self._max_length = cap_max_length(
             model_max_length(info, self.encoder.tokenizer), config.max_length
         )
+        self.doc_cache = make_cache(config.doc_cache_size)
 
     @property
     def max_length(self) -> int:
@@ -88,9 +90,12 @@ class BiEncoderBackend(LocalBackend):
     def embed(
         self, texts: list[str], *, limit: int, overflow: str, use_activation: bool = True,
         progress: ProgressFn | None = None, what: str = "text",
+        positions: list[int] | None = None,
     ) -> tuple[torch.Tensor, Tokenized]:
         """Embeddings [N, D] (float32, CPU) of ``texts`` in their order, and their tokenization."""
-        tok = self.encoder.tokenize(texts, limit=limit, overflow=overflow, what=what)
+        tok = self.encoder.tokenize(
+            texts, limit=limit, overflow=overflow, what=what, positions=positions
+        )
         out: torch.Tensor | None = None
         for batch in self.encoder.batches(
             tok.input_ids, max_batch_size=self.config.batch_size,
@@ -122,19 +127,64 @@ class BiEncoderBackend(LocalBackend):
         # Identical documents are encoded once.
         unique: dict[str, int] = {}
         doc_slot = [unique.setdefault(d, len(unique)) for d in documents]
-        d_emb, d_tok = self.embed(list(unique), limit=limit, overflow=overflow,
-                                  use_activation=use_activation, progress=progress,
-                                  what="document")
+        first_seen = [0] * len(unique)
+        for k in reversed(range(len(documents))):
+            first_seen[doc_slot[k]] = k
+        d_emb, d_cut, d_len = self._document_embeddings(
+            list(unique), first_seen, limit=limit, overflow=overflow,
+            use_activation=use_activation, progress=progress,
+        )
         scores = cosine(q_emb[query_index], d_emb[doc_slot])  # [N]
         return [
             ScoreResult(
                 index=k,
                 score=float(scores[k]),
-                truncated=q_tok.truncated[q] or d_tok.truncated[doc_slot[k]],
-                num_tokens=len(q_tok.input_ids[q]) + len(d_tok.input_ids[doc_slot[k]]),
+                truncated=q_tok.truncated[q] or d_cut[doc_slot[k]],
+                num_tokens=len(q_tok.input_ids[q]) + d_len[doc_slot[k]],
             )
             for k, q in enumerate(query_index)
         ]
+
+    def _document_embeddings(
+        self, texts: list[str], positions: list[int], *, limit: int, overflow: str,
+        use_activation: bool, progress: ProgressFn | None,
+    ) -> tuple[torch.Tensor, list[bool], list[int]]:
+        """Embeddings [U, D] of distinct documents, which were cut, and their token counts.
+
+        With a document cache, documents encoded before (same text, limit, overflow rule and
+        use_activation) are taken from it and only the others go through the model.
+        """
+        cache = self.doc_cache
+        if cache is None:
+            emb, tok = self.embed(texts, limit=limit, overflow=overflow,
+                                  use_activation=use_activation, progress=progress,
+                                  what="document", positions=positions)
+            return emb, tok.truncated, [len(s) for s in tok.input_ids]
+        keys = [
+            encoding_key(t, limit=limit, overflow=overflow, use_activation=use_activation)
+            for t in texts
+        ]
+        entries = [cache.get(key) for key in keys]
+        miss = [u for u, entry in enumerate(entries) if entry is None]
+        if miss:
+            emb, tok = self.embed([texts[u] for u in miss], limit=limit, overflow=overflow,
+                                  use_activation=use_activation, progress=progress,
+                                  what="document", positions=[positions[u] for u in miss])
+            for j, u in enumerate(miss):
+                # clone(): a row view would keep the whole [M, D] block alive in the cache.
+                entry = CachedEncoding(value=emb[j].clone(), mask=None,
+                                       truncated=tok.truncated[j],
+                                       num_tokens=len(tok.input_ids[j]))
+                entries[u] = entry
+                cache.put(keys[u], entry)
+        if progress is not None and len(miss) < len(texts):
+            progress(len(texts) - len(miss))
+        done = [e for e in entries if e is not None]
+        return (
+            torch.stack([e.value for e in done]),  # [U, D]
+            [e.truncated for e in done],
+            [e.num_tokens for e in done],
+        )
 
     def embed_texts(self, texts: list[str]) -> tuple[torch.Tensor, list[bool]]:
         """Sentence embeddings [N, D] exactly as the score path makes them, and which were cut.

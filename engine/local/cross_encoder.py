@@ -18,6 +18,7 @@ from .loading import (
     load_tokenizer,
     model_max_length,
 )
+from .packed import build_packed_classifier, pack, use_packed
 
 
 class CrossEncoderBackend(LocalBackend):
@@ -38,7 +39,7 @@ class CrossEncoderBackend(LocalBackend):
             (str(info.path), self.score_type, str(device), dtype, config.trust_remote_code),
             self._load,
         )
-        self.model, self.tokenizer = self._slot.value
+        self.model, self.tokenizer, self._packed = self._slot.value
         self.num_labels = int(self.model.config.num_labels)
         self.activation: Activation = resolve_activation(info.config, info.st_config, self.num_labels)
         if self.num_labels not in (1, 2):
@@ -51,7 +52,7 @@ class CrossEncoderBackend(LocalBackend):
         self._max_length = cap_max_length(model_max_length(info, self.tokenizer), config.max_length)
         self._pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 
-    def _load(self) -> tuple[torch.nn.Module, Any]:
+    def _load(self) -> tuple[torch.nn.Module, Any, Any]:
         from transformers import AutoModelForSequenceClassification
 
         tokenizer = load_tokenizer(self.info.path, trust_remote_code=self.config.trust_remote_code)
@@ -62,7 +63,8 @@ class CrossEncoderBackend(LocalBackend):
             device=self.device,
             trust_remote_code=self.config.trust_remote_code,
         )
-        return model, tokenizer
+        # The padding-free forward (CPU, BERT family), or None for the stock one.
+        return model, tokenizer, build_packed_classifier(model, self.device)
 
     @property
     def max_length(self) -> int:
@@ -86,8 +88,18 @@ class CrossEncoderBackend(LocalBackend):
         )
 
     # -- forward ---------------------------------------------------------------------------------
-    def forward(self, ids: list[list[int]], type_ids: list[list[int]] | None) -> torch.Tensor:
-        """Logits [B, num_labels] for one batch of unpadded id lists."""
+    def forward(
+        self, ids: list[list[int]], type_ids: list[list[int]] | None, *, packed: bool = False
+    ) -> torch.Tensor:
+        """Logits [B, num_labels] for one batch of unpadded id lists.
+
+        ``packed``: use the padding-free forward (only where the model has one).
+        """
+        if packed and self._packed is not None:
+            encoder, head = self._packed
+            cls = encoder(pack(ids, type_ids), cls_only=True)  # [B, H]
+            with torch.inference_mode():
+                return head(cls)  # type: ignore[no-any-return]
         input_ids, mask = pad(ids, pad_id=self._pad_id)  # [B, L], [B, L]
         kwargs: dict[str, torch.Tensor] = {
             "input_ids": input_ids.to(self.device),
@@ -111,13 +123,15 @@ class CrossEncoderBackend(LocalBackend):
         tok = self.prepare(queries, documents, query_index, truncate_prompt_tokens)
         lengths = [len(s) for s in tok.input_ids]
         scores = [0.0] * len(lengths)
+        packed = use_packed(None if self._packed is None else self._packed[0], lengths)
         for batch in plan_batches(
             lengths, max_batch_size=self.config.batch_size,
-            max_tokens_per_batch=self.config.max_tokens_per_batch,
+            max_tokens_per_batch=self.config.max_tokens_per_batch, padded=not packed,
         ):
             logits = self.forward(
                 [tok.input_ids[i] for i in batch],
                 [tok.token_type_ids[i] for i in batch] if tok.token_type_ids is not None else None,
+                packed=packed,
             )
             # finalize: activation in float32, then Python floats in caller order.
             values = finalize_logits(logits, self.activation, use_activation=use_activation)

@@ -19,6 +19,7 @@ from ..errors import ModelLoadError, UnsupportedScoreType
 from .base import Tokenized, tokenize
 from .batching import pad, plan_batches
 from .loading import CheckpointInfo, _read_json, load_pretrained, load_tokenizer
+from .packed import build_packed_encoder, pack, unpack, use_packed
 
 _ST_ACTIVATIONS = {
     "torch.nn.modules.linear.Identity": torch.nn.Identity,
@@ -103,16 +104,30 @@ class TextEncoder:
         self._uses_token_types = "token_type_ids" in getattr(
             self.tokenizer, "model_input_names", ()
         )
+        # The padding-free forward (CPU, BERT family), or None for the stock one.
+        self.packed = build_packed_encoder(self.model, device)
 
-    def tokenize(self, texts: Sequence[str], *, limit: int, overflow: str, what: str) -> Tokenized:
+    def tokenize(
+        self, texts: Sequence[str], *, limit: int, overflow: str, what: str,
+        positions: Sequence[int] | None = None,
+    ) -> Tokenized:
         if self.do_lower_case:
             texts = [t.lower() for t in texts]
         return tokenize(
-            self.tokenizer, texts, limit=limit, strategy="right", overflow=overflow, what=what
+            self.tokenizer, texts, limit=limit, strategy="right", overflow=overflow, what=what,
+            positions=positions,
         )
 
-    def run(self, ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Last hidden states [B, L, H] and mask [B, L] for one batch of unpadded id lists."""
+    def run(
+        self, ids: list[list[int]], *, packed: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Last hidden states [B, L, H] and mask [B, L] for one batch of unpadded id lists.
+
+        ``packed``: use the padding-free forward (only where :attr:`packed` is set).
+        """
+        if packed and self.packed is not None:
+            # Token type 0 everywhere, as the stock call below passes.
+            return unpack(self.packed(pack(ids)), [len(s) for s in ids])
         input_ids, mask = pad(ids, pad_id=self.pad_id)  # [B, L], [B, L]
         kwargs = {"input_ids": input_ids.to(self.device), "attention_mask": mask.to(self.device)}
         if self._uses_token_types:
@@ -125,11 +140,13 @@ class TextEncoder:
         self, ids: list[list[int]], *, max_batch_size: int, max_tokens_per_batch: int
     ) -> Iterator[EncodedBatch]:
         """Encode id lists in length-sorted, token-budget batches (order given by ``indices``)."""
+        lengths = [len(s) for s in ids]
+        packed = use_packed(self.packed, lengths)
         for batch in plan_batches(
-            [len(s) for s in ids], max_batch_size=max_batch_size,
-            max_tokens_per_batch=max_tokens_per_batch,
+            lengths, max_batch_size=max_batch_size,
+            max_tokens_per_batch=max_tokens_per_batch, padded=not packed,
         ):
-            hidden, mask = self.run([ids[i] for i in batch])
+            hidden, mask = self.run([ids[i] for i in batch], packed=packed)
             yield EncodedBatch(indices=batch, hidden=hidden, mask=mask)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import string
+from typing import Any
 
 import torch
 
@@ -10,8 +11,11 @@ from ..config import ScorerConfig
 from ..errors import ModelLoadError
 from ..types import ScoreResult, ScoreType
 from .base import LocalBackend, ProgressFn, Tokenized, cap_max_length
+from .batching import pad, plan_batches
+from .doc_cache import CachedEncoding, encoding_key, make_cache
 from .encoder import load_st_dense, load_state_dict, shared_encoder
 from .loading import CheckpointInfo, model_max_length
+from .packed import use_packed
 from .similarity import maxsim, normalize_tokens
 
 
@@ -69,6 +73,7 @@ class LateInteractionBackend(LocalBackend):
         )
         if config.colbert_markers:
             self._init_markers()
+        self.doc_cache = make_cache(config.doc_cache_size)
 
     @property
     def max_length(self) -> int:
@@ -97,16 +102,20 @@ class LateInteractionBackend(LocalBackend):
         }
 
     # -- prepare ---------------------------------------------------------------------------------
-    def _tokenize(self, texts: list[str], *, limit: int, overflow: str, query: bool) -> Tokenized:
+    def _tokenize(
+        self, texts: list[str], *, limit: int, overflow: str, query: bool,
+        positions: list[int] | None = None,
+    ) -> Tokenized:
         if not self.config.colbert_markers:
             return self.encoder.tokenize(
-                texts, limit=limit, overflow=overflow, what="query" if query else "document"
+                texts, limit=limit, overflow=overflow, what="query" if query else "document",
+                positions=positions,
             )
         # Room for the marker inserted after the first special token.
         length = min(self.config.query_length, limit) if query else limit
         tok = self.encoder.tokenize(
             texts, limit=length - 1, overflow="truncate" if query else overflow,
-            what="query" if query else "document",
+            what="query" if query else "document", positions=positions,
         )
         marker = self.query_marker if query else self.doc_marker
         ids = [seq[:1] + [marker] + seq[1:] for seq in tok.input_ids]
@@ -184,40 +193,103 @@ class LateInteractionBackend(LocalBackend):
         limit = truncate_prompt_tokens or self._max_length
         overflow = "truncate" if truncate_prompt_tokens else self.config.overflow
         q_tok = self._tokenize(queries, limit=limit, overflow=overflow, query=True)
-        d_tok = self._tokenize(documents, limit=limit, overflow=overflow, query=False)
+        # Identical documents are encoded once; with a document cache, so are documents seen in
+        # earlier calls (same text, limit, overflow rule and use_activation).
+        where: dict[str, list[int]] = {}
+        for k, d in enumerate(documents):
+            where.setdefault(d, []).append(k)
+        texts = list(where)
+        keys = [
+            encoding_key(t, limit=limit, overflow=overflow, use_activation=use_activation)
+            for t in texts
+        ]
+        cache = self.doc_cache
+        entries = [cache.get(key) if cache is not None else None for key in keys]
+        miss = [u for u, entry in enumerate(entries) if entry is None]
+        fresh: dict[int, tuple[list[int], bool]] = {}
+        if miss:
+            tok = self._tokenize([texts[u] for u in miss], limit=limit, overflow=overflow,
+                                 query=False, positions=[where[texts[u]][0] for u in miss])
+            fresh = {u: (tok.input_ids[j], tok.truncated[j]) for j, u in enumerate(miss)}
+        lengths = [e.num_tokens if e is not None else len(fresh[u][0]) for u, e in enumerate(entries)]
+        doc_cut = [e.truncated if e is not None else fresh[u][1] for u, e in enumerate(entries)]
         # Each query is encoded once, however many documents it is paired with.
         q_vec, q_mask = self._encode_queries(q_tok.input_ids, use_activation)  # [Q, Lq, D]
         scores = [0.0] * len(documents)
-        for batch in self.encoder.batches(
-            d_tok.input_ids, max_batch_size=self.config.batch_size,
-            max_tokens_per_batch=self.config.max_tokens_per_batch,
+        # The plan depends on the documents' lengths only, so a call that finds everything in the
+        # cache batches exactly as the call that filled it and gives bit-identical scores.
+        packed = use_packed(self.encoder.packed, lengths)
+        for batch in plan_batches(
+            lengths, max_batch_size=self.config.batch_size,
+            max_tokens_per_batch=self.config.max_tokens_per_batch, padded=not packed,
         ):
-            d_vec, d_mask = self._vectors(batch.hidden, batch.mask, use_activation)  # [B, Ld, D]
-            if self.config.colbert_markers:
-                d_mask = self._skip_punctuation(batch.indices, d_tok, d_mask)
-            rows = torch.as_tensor([query_index[i] for i in batch.indices], device=self.device)
+            d_vec, d_mask = self._document_vectors(
+                batch, entries, fresh, keys, packed=packed, use_activation=use_activation
+            )  # [B, Ld, D], [B, Ld]
+            pairs = [k for u in batch for k in where[texts[u]]]
+            rows = torch.as_tensor([query_index[k] for k in pairs], device=self.device)
+            if len(pairs) != len(batch):  # a document repeated within the call
+                drows = torch.as_tensor(
+                    [j for j, u in enumerate(batch) for _ in where[texts[u]]], device=self.device
+                )
+                d_vec, d_mask = d_vec[drows], d_mask[drows]
             # One batched MaxSim for the whole batch; for 1:N, q_vec[rows] is the same query.
-            values = maxsim(q_vec[rows], d_vec, q_mask[rows], d_mask)  # [B]
-            for i, v in zip(batch.indices, values.tolist()):
-                scores[i] = float(v)
+            values = maxsim(q_vec[rows], d_vec, q_mask[rows], d_mask)  # [P]
+            for k, v in zip(pairs, values.tolist()):
+                scores[k] = float(v)
             if progress is not None:
-                progress(len(batch.indices))
+                progress(len(pairs))
+        slot = {t: u for u, t in enumerate(texts)}
         return [
             ScoreResult(
                 index=k,
                 score=scores[k],
-                truncated=q_tok.truncated[q] or d_tok.truncated[k],
-                num_tokens=len(q_tok.input_ids[q]) + len(d_tok.input_ids[k]),
+                truncated=q_tok.truncated[q] or doc_cut[slot[documents[k]]],
+                num_tokens=len(q_tok.input_ids[q]) + lengths[slot[documents[k]]],
             )
             for k, q in enumerate(query_index)
         ]
 
-    def _skip_punctuation(
-        self, indices: list[int], tok: Tokenized, mask: torch.Tensor
-    ) -> torch.Tensor:
-        mask = mask.clone()
-        for row, i in enumerate(indices):
-            for col, token in enumerate(tok.input_ids[i]):
-                if token in self.skip_ids:
-                    mask[row, col] = 0
-        return mask
+    def _document_vectors(
+        self, batch: list[int], entries: list[CachedEncoding | None],
+        fresh: dict[int, tuple[list[int], bool]], keys: list[Any], *, packed: bool,
+        use_activation: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token vectors [B, Ld, D] and scoring masks [B, Ld] of one batch of distinct documents.
+
+        Documents not in the cache go through the model (and into the cache); cached ones are
+        padded back into the batch with zeros, which their mask leaves out of MaxSim.
+        """
+        todo = [u for u in batch if entries[u] is None]
+        if todo:
+            ids = [fresh[u][0] for u in todo]
+            hidden, mask = self.encoder.run(ids, packed=packed)  # [M, L, H], [M, L]
+            new_vec, new_mask = self._vectors(hidden, mask, use_activation)  # [M, L, D]
+            if self.config.colbert_markers:
+                new_mask = self._skip_punctuation(ids, new_mask)
+            if len(todo) == len(batch) and self.doc_cache is None:
+                return new_vec, new_mask
+            for j, u in enumerate(todo):
+                n = len(ids[j])
+                # clone(): a slice would keep the whole batch tensor alive in the cache.
+                entries[u] = CachedEncoding(
+                    value=new_vec[j, :n].clone(), mask=new_mask[j, :n].clone(),
+                    truncated=fresh[u][1], num_tokens=n,
+                )
+                if self.doc_cache is not None:
+                    self.doc_cache.put(keys[u], entries[u])
+        done = [entries[u] for u in batch]
+        vec = torch.nn.utils.rnn.pad_sequence(
+            [e.value for e in done if e is not None], batch_first=True
+        )  # [B, Ld, D]
+        mask = torch.nn.utils.rnn.pad_sequence(
+            [e.mask for e in done if e is not None and e.mask is not None], batch_first=True
+        )  # [B, Ld]
+        return vec, mask
+
+    def _skip_punctuation(self, ids: list[list[int]], mask: torch.Tensor) -> torch.Tensor:
+        """``mask`` [B, L] with ColBERT's skiplist (punctuation tokens) set to 0."""
+        padded, _ = pad(ids, pad_id=-1)  # [B, L]; -1 is never a token id
+        skip = torch.as_tensor(sorted(self.skip_ids), dtype=torch.long)
+        drop = torch.isin(padded, skip).to(mask.device)  # [B, L]
+        return mask.masked_fill(drop[:, : mask.shape[1]], 0)
