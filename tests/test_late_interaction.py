@@ -147,8 +147,8 @@ def test_colbert_markers_match_written_reference(pylate: Path) -> None:
         with torch.no_grad():
             out = model(input_ids=torch.tensor([ids]), attention_mask=torch.tensor([attention]),
                         token_type_ids=torch.zeros(1, len(ids), dtype=torch.long))
-        h = out.last_hidden_state[0]
-        return torch.nn.functional.normalize(projection(h), dim=-1)
+            projected = projection(out.last_hidden_state[0])
+        return torch.nn.functional.normalize(projected, dim=-1)
 
     q_ids = tok(QUERIES[0])["input_ids"]
     q_ids = q_ids[:1] + [q_marker] + q_ids[1:]
