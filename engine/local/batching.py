@@ -2,11 +2,53 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import ctypes
+import platform
+from collections.abc import Iterator, Sequence
+from functools import lru_cache
+from typing import Any
 
 import torch
 
-__all__ = ["pad", "plan_batches"]
+__all__ = ["TRIM_AFTER", "WINDOW", "pad", "plan_batches", "release_freed_memory", "windows"]
+
+# Long inputs are tokenized, planned and run this many sequences at a time, so memory for token
+# ids and tokenizer output stays bounded however many documents a call has. 1,024 sequences still
+# sort into tight batches.
+WINDOW = 1024
+
+
+def windows(n: int, size: int = WINDOW) -> Iterator[tuple[int, int]]:
+    """[start, end) ranges covering ``range(n)`` in order, ``size`` at a time."""
+    for start in range(0, n, size):
+        yield start, min(start + size, n)
+
+
+@lru_cache(maxsize=1)
+def _malloc_trim() -> Any:
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+# From this many batches into a call on, freed memory goes back after each batch (see
+# release_freed_memory): short reranks skip the cost, long calls stay bounded.
+TRIM_AFTER = 3
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed by the last batch back to the OS (glibc only; a no-op elsewhere).
+
+    Batches of varying token counts leave glibc's heap fragmented: without this, resident
+    memory of a long call grows batch after batch (about +400 MiB over 300 passages measured)
+    although nothing is held. It costs ~15 ms, so callers run it only from TRIM_AFTER batches on.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def plan_batches(

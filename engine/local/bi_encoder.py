@@ -7,7 +7,8 @@ import torch
 from ..config import ScorerConfig
 from ..errors import ModelLoadError, UnsupportedScoreType
 from ..types import ScoreResult, ScoreType
-from .base import LocalBackend, ProgressFn, Tokenized, cap_max_length
+from .base import LocalBackend, ProgressFn, cap_max_length
+from .batching import windows
 from .doc_cache import CachedEncoding, encoding_key, make_cache
 from .encoder import load_st_dense, shared_encoder
 from .loading import CheckpointInfo, _read_json, model_max_length
@@ -91,24 +92,32 @@ class BiEncoderBackend(LocalBackend):
         self, texts: list[str], *, limit: int, overflow: str, use_activation: bool = True,
         progress: ProgressFn | None = None, what: str = "text",
         positions: list[int] | None = None,
-    ) -> tuple[torch.Tensor, Tokenized]:
-        """Embeddings [N, D] (float32, CPU) of ``texts`` in their order, and their tokenization."""
-        tok = self.encoder.tokenize(
-            texts, limit=limit, overflow=overflow, what=what, positions=positions
-        )
+    ) -> tuple[torch.Tensor, list[bool], list[int]]:
+        """Embeddings [N, D] (float32, CPU) of ``texts`` in their order, which were cut, and
+        their token counts. ``positions``: the texts' indices in the call (error messages)."""
         out: torch.Tensor | None = None
-        for batch in self.encoder.batches(
-            tok.input_ids, max_batch_size=self.config.batch_size,
-            max_tokens_per_batch=self.config.max_tokens_per_batch,
-        ):
-            emb = self._head(batch.hidden, batch.mask, use_activation).cpu()  # [B, D]
-            if out is None:
-                out = torch.empty((len(texts), emb.shape[-1]), dtype=torch.float32)
-            out[batch.indices] = emb
-            if progress is not None:
-                progress(len(batch.indices))
+        cut: list[bool] = []
+        lengths: list[int] = []
+        # A window at a time, so token ids of 10,000 texts are never all held at once.
+        for lo, hi in windows(len(texts)):
+            where = positions[lo:hi] if positions is not None else list(range(lo, hi))
+            tok = self.encoder.tokenize(
+                texts[lo:hi], limit=limit, overflow=overflow, what=what, positions=where
+            )
+            for batch in self.encoder.batches(
+                tok.input_ids, max_batch_size=self.config.batch_size,
+                max_tokens_per_batch=self.config.max_tokens_per_batch,
+            ):
+                emb = self._head(batch.hidden, batch.mask, use_activation).cpu()  # [B, D]
+                if out is None:
+                    out = torch.empty((len(texts), emb.shape[-1]), dtype=torch.float32)
+                out[[lo + i for i in batch.indices]] = emb
+                if progress is not None:
+                    progress(len(batch.indices))
+            cut += tok.truncated
+            lengths += [len(s) for s in tok.input_ids]
         assert out is not None
-        return out, tok
+        return out, cut, lengths
 
     def score_pairs(
         self,
@@ -122,8 +131,8 @@ class BiEncoderBackend(LocalBackend):
     ) -> list[ScoreResult]:
         limit = truncate_prompt_tokens or self._max_length
         overflow = "truncate" if truncate_prompt_tokens else self.config.overflow
-        q_emb, q_tok = self.embed(queries, limit=limit, overflow=overflow,
-                                  use_activation=use_activation, what="query")
+        q_emb, q_cut, q_len = self.embed(queries, limit=limit, overflow=overflow,
+                                         use_activation=use_activation, what="query")
         # Identical documents are encoded once.
         unique: dict[str, int] = {}
         doc_slot = [unique.setdefault(d, len(unique)) for d in documents]
@@ -139,8 +148,8 @@ class BiEncoderBackend(LocalBackend):
             ScoreResult(
                 index=k,
                 score=float(scores[k]),
-                truncated=q_tok.truncated[q] or d_cut[doc_slot[k]],
-                num_tokens=len(q_tok.input_ids[q]) + d_len[doc_slot[k]],
+                truncated=q_cut[q] or d_cut[doc_slot[k]],
+                num_tokens=q_len[q] + d_len[doc_slot[k]],
             )
             for k, q in enumerate(query_index)
         ]
@@ -156,10 +165,9 @@ class BiEncoderBackend(LocalBackend):
         """
         cache = self.doc_cache
         if cache is None:
-            emb, tok = self.embed(texts, limit=limit, overflow=overflow,
-                                  use_activation=use_activation, progress=progress,
-                                  what="document", positions=positions)
-            return emb, tok.truncated, [len(s) for s in tok.input_ids]
+            return self.embed(texts, limit=limit, overflow=overflow,
+                              use_activation=use_activation, progress=progress,
+                              what="document", positions=positions)
         keys = [
             encoding_key(t, limit=limit, overflow=overflow, use_activation=use_activation)
             for t in texts
@@ -167,14 +175,15 @@ class BiEncoderBackend(LocalBackend):
         entries = [cache.get(key) for key in keys]
         miss = [u for u, entry in enumerate(entries) if entry is None]
         if miss:
-            emb, tok = self.embed([texts[u] for u in miss], limit=limit, overflow=overflow,
-                                  use_activation=use_activation, progress=progress,
-                                  what="document", positions=[positions[u] for u in miss])
+            emb, cut, lengths = self.embed(
+                [texts[u] for u in miss], limit=limit, overflow=overflow,
+                use_activation=use_activation, progress=progress, what="document",
+                positions=[positions[u] for u in miss],
+            )
             for j, u in enumerate(miss):
                 # clone(): a row view would keep the whole [M, D] block alive in the cache.
                 entry = CachedEncoding(value=emb[j].clone(), mask=None,
-                                       truncated=tok.truncated[j],
-                                       num_tokens=len(tok.input_ids[j]))
+                                       truncated=cut[j], num_tokens=lengths[j])
                 entries[u] = entry
                 cache.put(keys[u], entry)
         if progress is not None and len(miss) < len(texts):
@@ -191,5 +200,5 @@ class BiEncoderBackend(LocalBackend):
 
         The entry point of ``Scorer.embed``: the model's own limit and the configured overflow.
         """
-        emb, tok = self.embed(texts, limit=self._max_length, overflow=self.config.overflow)
-        return emb, tok.truncated
+        emb, cut, _ = self.embed(texts, limit=self._max_length, overflow=self.config.overflow)
+        return emb, cut

@@ -9,7 +9,15 @@ import torch
 from ..config import ScorerConfig
 from ..types import ScoreResult, ScoreType
 from .base import LocalBackend, ProgressFn, Tokenized, cap_max_length, tokenize
-from .batching import pad, pad_values, plan_batches
+from .batching import (
+    TRIM_AFTER,
+    WINDOW,
+    pad,
+    pad_values,
+    plan_batches,
+    release_freed_memory,
+    windows,
+)
 from .heads import Activation, finalize_logits, resolve_activation
 from .loading import (
     CheckpointInfo,
@@ -73,18 +81,20 @@ class CrossEncoderBackend(LocalBackend):
     # -- prepare ---------------------------------------------------------------------------------
     def prepare(
         self, queries: list[str], documents: list[str], query_index: list[int],
-        truncate_prompt_tokens: int | None,
+        truncate_prompt_tokens: int | None, positions: list[int] | None = None,
     ) -> Tokenized:
+        """Token ids of the pairs; ``positions``: their indices in the call (error messages)."""
         pair_queries = [queries[q] for q in query_index]
         if truncate_prompt_tokens is not None:
             # vLLM: truncate_prompt_tokens cuts the combined pair with HF's longest_first.
             return tokenize(
                 self.tokenizer, pair_queries, documents, limit=truncate_prompt_tokens,
-                strategy="longest_first", overflow="truncate", what="pair",
+                strategy="longest_first", overflow="truncate", what="pair", positions=positions,
             )
         return tokenize(
             self.tokenizer, pair_queries, documents, limit=self._max_length,
             strategy="only_second", overflow=self.config.overflow, what="pair",
+            positions=positions,
         )
 
     # -- forward ---------------------------------------------------------------------------------
@@ -120,26 +130,38 @@ class CrossEncoderBackend(LocalBackend):
         truncate_prompt_tokens: int | None,
         progress: ProgressFn | None = None,
     ) -> list[ScoreResult]:
-        tok = self.prepare(queries, documents, query_index, truncate_prompt_tokens)
-        lengths = [len(s) for s in tok.input_ids]
-        scores = [0.0] * len(lengths)
-        packed = use_packed(None if self._packed is None else self._packed[0], lengths)
-        for batch in plan_batches(
-            lengths, max_batch_size=self.config.batch_size,
-            max_tokens_per_batch=self.config.max_tokens_per_batch, padded=not packed,
-        ):
-            logits = self.forward(
-                [tok.input_ids[i] for i in batch],
-                [tok.token_type_ids[i] for i in batch] if tok.token_type_ids is not None else None,
-                packed=packed,
+        n = len(documents)
+        scores, cut, lengths = [0.0] * n, [False] * n, [0] * n
+        done = 0
+        # A window at a time, so token ids of a 10,000-pair call are never all held at once.
+        for lo, hi in windows(n):
+            tok = self.prepare(
+                queries, documents[lo:hi], query_index[lo:hi], truncate_prompt_tokens,
+                positions=list(range(lo, hi)) if n > WINDOW else None,
             )
-            # finalize: activation in float32, then Python floats in caller order.
-            values = finalize_logits(logits, self.activation, use_activation=use_activation)
-            for i, v in zip(batch, values.tolist()):
-                scores[i] = float(v)
-            if progress is not None:
-                progress(len(batch))
+            sizes = [len(s) for s in tok.input_ids]
+            packed = use_packed(None if self._packed is None else self._packed[0], sizes)
+            for batch in plan_batches(
+                sizes, max_batch_size=self.config.batch_size,
+                max_tokens_per_batch=self.config.max_tokens_per_batch, padded=not packed,
+            ):
+                logits = self.forward(
+                    [tok.input_ids[i] for i in batch],
+                    [tok.token_type_ids[i] for i in batch]
+                    if tok.token_type_ids is not None else None,
+                    packed=packed,
+                )
+                # finalize: activation in float32, then Python floats in caller order.
+                values = finalize_logits(logits, self.activation, use_activation=use_activation)
+                for i, v in zip(batch, values.tolist()):
+                    scores[lo + i] = float(v)
+                if progress is not None:
+                    progress(len(batch))
+                done += 1
+                if done >= TRIM_AFTER:
+                    release_freed_memory()
+            cut[lo:hi], lengths[lo:hi] = tok.truncated, sizes
         return [
-            ScoreResult(index=i, score=scores[i], truncated=tok.truncated[i], num_tokens=lengths[i])
-            for i in range(len(lengths))
+            ScoreResult(index=i, score=scores[i], truncated=cut[i], num_tokens=lengths[i])
+            for i in range(n)
         ]

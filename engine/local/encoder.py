@@ -17,7 +17,7 @@ import torch
 from ..config import ScorerConfig
 from ..errors import ModelLoadError, UnsupportedScoreType
 from .base import Tokenized, tokenize
-from .batching import pad, plan_batches
+from .batching import TRIM_AFTER, pad, plan_batches, release_freed_memory
 from .loading import CheckpointInfo, _read_json, load_pretrained, load_tokenizer
 from .packed import build_packed_encoder, pack, unpack, use_packed
 
@@ -142,12 +142,15 @@ class TextEncoder:
         """Encode id lists in length-sorted, token-budget batches (order given by ``indices``)."""
         lengths = [len(s) for s in ids]
         packed = use_packed(self.packed, lengths)
-        for batch in plan_batches(
+        for done, batch in enumerate(plan_batches(
             lengths, max_batch_size=max_batch_size,
             max_tokens_per_batch=max_tokens_per_batch, padded=not packed,
-        ):
+        ), start=1):
             hidden, mask = self.run([ids[i] for i in batch], packed=packed)
             yield EncodedBatch(indices=batch, hidden=hidden, mask=mask)
+            del hidden, mask
+            if done >= TRIM_AFTER:  # the caller is done with this batch's tensors
+                release_freed_memory()
 
 
 def shared_encoder(

@@ -11,7 +11,7 @@ from ..config import ScorerConfig
 from ..errors import ModelLoadError
 from ..types import ScoreResult, ScoreType
 from .base import LocalBackend, ProgressFn, Tokenized, cap_max_length
-from .batching import pad, plan_batches
+from .batching import TRIM_AFTER, pad, plan_batches, release_freed_memory, windows
 from .doc_cache import CachedEncoding, encoding_key, make_cache
 from .encoder import load_st_dense, load_state_dict, shared_encoder
 from .loading import CheckpointInfo, model_max_length
@@ -199,46 +199,60 @@ class LateInteractionBackend(LocalBackend):
         for k, d in enumerate(documents):
             where.setdefault(d, []).append(k)
         texts = list(where)
-        keys = [
-            encoding_key(t, limit=limit, overflow=overflow, use_activation=use_activation)
-            for t in texts
-        ]
-        cache = self.doc_cache
-        entries = [cache.get(key) if cache is not None else None for key in keys]
-        miss = [u for u, entry in enumerate(entries) if entry is None]
-        fresh: dict[int, tuple[list[int], bool]] = {}
-        if miss:
-            tok = self._tokenize([texts[u] for u in miss], limit=limit, overflow=overflow,
-                                 query=False, positions=[where[texts[u]][0] for u in miss])
-            fresh = {u: (tok.input_ids[j], tok.truncated[j]) for j, u in enumerate(miss)}
-        lengths = [e.num_tokens if e is not None else len(fresh[u][0]) for u, e in enumerate(entries)]
-        doc_cut = [e.truncated if e is not None else fresh[u][1] for u, e in enumerate(entries)]
         # Each query is encoded once, however many documents it is paired with.
         q_vec, q_mask = self._encode_queries(q_tok.input_ids, use_activation)  # [Q, Lq, D]
         scores = [0.0] * len(documents)
-        # The plan depends on the documents' lengths only, so a call that finds everything in the
-        # cache batches exactly as the call that filled it and gives bit-identical scores.
-        packed = use_packed(self.encoder.packed, lengths)
-        for batch in plan_batches(
-            lengths, max_batch_size=self.config.batch_size,
-            max_tokens_per_batch=self.config.max_tokens_per_batch, padded=not packed,
-        ):
-            d_vec, d_mask = self._document_vectors(
-                batch, entries, fresh, keys, packed=packed, use_activation=use_activation
-            )  # [B, Ld, D], [B, Ld]
-            pairs = [k for u in batch for k in where[texts[u]]]
-            rows = torch.as_tensor([query_index[k] for k in pairs], device=self.device)
-            if len(pairs) != len(batch):  # a document repeated within the call
-                drows = torch.as_tensor(
-                    [j for j, u in enumerate(batch) for _ in where[texts[u]]], device=self.device
+        lengths: list[int] = []
+        doc_cut: list[bool] = []
+        # A window of distinct documents at a time, so token ids of 10,000 documents are never
+        # all held at once. Windows, and the plan in each, depend on the documents alone, so a
+        # call that finds everything in the cache batches exactly as the call that filled it and
+        # gives bit-identical scores.
+        for lo, hi in windows(len(texts)):
+            keys = [
+                encoding_key(t, limit=limit, overflow=overflow, use_activation=use_activation)
+                for t in texts[lo:hi]
+            ]
+            cache = self.doc_cache
+            entries = [cache.get(key) if cache is not None else None for key in keys]
+            miss = [u for u, entry in enumerate(entries) if entry is None]
+            fresh: dict[int, tuple[list[int], bool]] = {}
+            if miss:
+                tok = self._tokenize(
+                    [texts[lo + u] for u in miss], limit=limit, overflow=overflow, query=False,
+                    positions=[where[texts[lo + u]][0] for u in miss],
                 )
-                d_vec, d_mask = d_vec[drows], d_mask[drows]
-            # One batched MaxSim for the whole batch; for 1:N, q_vec[rows] is the same query.
-            values = maxsim(q_vec[rows], d_vec, q_mask[rows], d_mask)  # [P]
-            for k, v in zip(pairs, values.tolist()):
-                scores[k] = float(v)
-            if progress is not None:
-                progress(len(pairs))
+                fresh = {u: (tok.input_ids[j], tok.truncated[j]) for j, u in enumerate(miss)}
+            sizes = [e.num_tokens if e is not None else len(fresh[u][0])
+                     for u, e in enumerate(entries)]
+            lengths += sizes
+            doc_cut += [e.truncated if e is not None else fresh[u][1]
+                        for u, e in enumerate(entries)]
+            packed = use_packed(self.encoder.packed, sizes)
+            for done, batch in enumerate(plan_batches(
+                sizes, max_batch_size=self.config.batch_size,
+                max_tokens_per_batch=self.config.max_tokens_per_batch, padded=not packed,
+            ), start=1):
+                d_vec, d_mask = self._document_vectors(
+                    batch, entries, fresh, keys, packed=packed, use_activation=use_activation
+                )  # [B, Ld, D], [B, Ld]
+                pairs = [k for u in batch for k in where[texts[lo + u]]]
+                rows = torch.as_tensor([query_index[k] for k in pairs], device=self.device)
+                if len(pairs) != len(batch):  # a document repeated within the call
+                    drows = torch.as_tensor(
+                        [j for j, u in enumerate(batch) for _ in where[texts[lo + u]]],
+                        device=self.device,
+                    )
+                    d_vec, d_mask = d_vec[drows], d_mask[drows]
+                # One batched MaxSim for the whole batch; for 1:N, q_vec[rows] is the same query.
+                values = maxsim(q_vec[rows], d_vec, q_mask[rows], d_mask)  # [P]
+                for k, v in zip(pairs, values.tolist()):
+                    scores[k] = float(v)
+                if progress is not None:
+                    progress(len(pairs))
+                del d_vec, d_mask
+                if done >= TRIM_AFTER:
+                    release_freed_memory()
         slot = {t: u for u, t in enumerate(texts)}
         return [
             ScoreResult(

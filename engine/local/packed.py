@@ -58,6 +58,8 @@ _TORCH_ACTIVATIONS = {
 # calls match it bit for bit; the packed forward sums in another order (float32 results differ
 # by about 1e-6 on real models, up to ~1e-5 on the tiny ill-conditioned test models).
 PACKED_MIN_TOKENS = 1024
+# Linear layers see their row count rounded up to a multiple of this (see PackedEncoder._forward).
+ROW_BUCKET = 512
 
 
 def use_packed(encoder: object | None, lengths: Sequence[int]) -> bool:
@@ -220,14 +222,20 @@ class PackedEncoder:
         self, q: torch.Tensor, kv: torch.Tensor, q_spans: list[tuple[int, int]],
         kv_spans: list[tuple[int, int]],
     ) -> torch.Tensor:
-        """Per-sequence softmax attention. q [Tq, H], kv [Tk, 2H] packed → context [Tq, H]."""
+        """Per-sequence softmax attention. q [Tq, H], kv [Tk, 2H] packed → context [Tq, H].
+
+        Always computed in float32: with 32-wide heads the half-precision CPU kernel is slower
+        than the float32 one (measured on AVX512-BF16), and float32 keeps the softmax exact.
+        """
         nh, hd = self.heads, self.head_dim
-        ctx = torch.empty_like(q)  # [Tq, H]
+        ctx = torch.empty_like(q)  # [Tq, H], the model's dtype
+        ctx[q_spans[-1][1] :].zero_()  # filler rows (see _forward): zeros, not garbage
         for (qa, qb), (ka, kb) in zip(q_spans, kv_spans):
             # 4-D strided views: torch's fused CPU attention kernel takes them as they are (a 3-D
-            # input would fall back to the unfused path, several times slower).
-            qs = q[qa:qb].view(1, qb - qa, nh, hd).transpose(1, 2)  # [1, nh, Lq, hd]
-            kvs = kv[ka:kb].view(1, kb - ka, 2, nh, hd)  # [1, Lk, 2, nh, hd]
+            # input would fall back to the unfused path, several times slower). float() copies
+            # one sequence at a time (nothing for a float32 model), not the whole batch.
+            qs = q[qa:qb].float().view(1, qb - qa, nh, hd).transpose(1, 2)  # [1, nh, Lq, hd]
+            kvs = kv[ka:kb].float().view(1, kb - ka, 2, nh, hd)  # [1, Lk, 2, nh, hd]
             k = kvs[:, :, 0].transpose(1, 2)  # [1, nh, Lk, hd]
             v = kvs[:, :, 1].transpose(1, 2)  # [1, nh, Lk, hd]
             out = F.scaled_dot_product_attention(qs, k, v, scale=self.scale)  # [1, nh, Lq, hd]
@@ -235,12 +243,18 @@ class PackedEncoder:
         return ctx
 
     # -- forward ---------------------------------------------------------------------------------
-    def embed(self, batch: PackedBatch) -> torch.Tensor:
-        """Embedding output [T, H]: word + token type + position, then LayerNorm (HF's order)."""
+    def embed(self, batch: PackedBatch, rows: int) -> torch.Tensor:
+        """Embedding output [rows, H]: word + token type + position, then LayerNorm (HF's order).
+
+        Rows past the batch's T tokens are filler (token, type and position 0).
+        """
         ids = batch.ids
         types = batch.type_ids if batch.type_ids is not None else torch.zeros_like(ids)
         positions = _positions(batch, fairseq_pad=self.fairseq_pad)  # [T]
-        x = F.embedding(ids, self.word) + F.embedding(types, self.token_type)  # [T, H]
+        extra = rows - ids.numel()
+        if extra:
+            ids, types, positions = (F.pad(t, (0, extra)) for t in (ids, types, positions))
+        x = F.embedding(ids, self.word) + F.embedding(types, self.token_type)  # [rows, H]
         x = x + F.embedding(positions, self.position)
         w, b, eps = self.emb_ln
         return F.layer_norm(x, (self.hidden,), w, b, eps)
@@ -252,30 +266,38 @@ class PackedEncoder:
     def _forward(self, batch: PackedBatch, *, cls_only: bool) -> torch.Tensor:
         h = self.hidden
         spans = [(a, a + n) for a, n in zip(batch.starts, batch.lengths)]
-        x = self.embed(batch)  # [T, H]
+        total = sum(batch.lengths)
+        # Row count rounded up to a multiple of ROW_BUCKET: oneDNN builds (and caches, ~0.5 MB
+        # each) a kernel per distinct matrix shape, so free row counts grow memory batch after
+        # batch (+100 MB over 40 batches measured); a few buckets keep it bounded. The filler
+        # rows cost ~2% more work and never enter attention, so real rows are unaffected.
+        rows = -(-total // ROW_BUCKET) * ROW_BUCKET
+        x = self.embed(batch, rows)  # [rows, H]
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             if cls_only and i == last:
                 # Only [CLS] is read: keys/values need every token, everything else one row each.
                 first = torch.as_tensor([a for a, _ in spans])  # [B]
-                kv = self._linear(x, layer.qkv_w[h:], layer.qkv_b[h:])  # [T, 2H]
+                kv = self._linear(x, layer.qkv_w[h:], layer.qkv_b[h:])  # [rows, 2H]
                 x = x.index_select(0, first)  # [B, H]
-                q = self._linear(x, layer.qkv_w[:h], layer.qkv_b[:h])  # [B, H]
+                # [CLS] rows rounded up to a multiple of 8, for the same reason as above.
+                x = F.pad(x, (0, 0, 0, -len(spans) % 8))  # [B8, H]
+                q = self._linear(x, layer.qkv_w[:h], layer.qkv_b[:h])  # [B8, H]
                 q_spans = [(j, j + 1) for j in range(len(spans))]
-                ctx = self._attend(q, kv, q_spans, spans)  # [B, H]
+                ctx = self._attend(q, kv, q_spans, spans)  # [B8, H]
             else:
-                qkv = self._linear(x, layer.qkv_w, layer.qkv_b)  # [T, 3H]
-                ctx = self._attend(qkv[:, :h], qkv[:, h:], spans, spans)  # [T, H]
+                qkv = self._linear(x, layer.qkv_w, layer.qkv_b)  # [rows, 3H]
+                ctx = self._attend(qkv[:, :h], qkv[:, h:], spans, spans)  # [rows, H]
             w, b, eps = layer.ln1
             x = F.layer_norm(
                 self._linear_add(ctx, layer.out_w, layer.out_b, x), (h,), w, b, eps
-            )  # [T, H]
-            inner = self._linear_act(x, layer.ff_in_w, layer.ff_in_b)  # [T, I]
+            )  # [rows, H]
+            inner = self._linear_act(x, layer.ff_in_w, layer.ff_in_b)  # [rows, I]
             w, b, eps = layer.ln2
             x = F.layer_norm(
                 self._linear_add(inner, layer.ff_out_w, layer.ff_out_b, x), (h,), w, b, eps
-            )  # [T, H]
-        return x
+            )  # [rows, H]
+        return x[: len(spans)] if cls_only else x[:total]
 
 
 def build_packed_encoder(encoder: torch.nn.Module, device: torch.device) -> PackedEncoder | None:
