@@ -18,8 +18,9 @@ __all__ = ["TRIM_AFTER", "WINDOW", "pad", "plan_batches", "release_freed_memory"
 WINDOW = 1024
 
 
-def windows(n: int, size: int = WINDOW) -> Iterator[tuple[int, int]]:
-    """[start, end) ranges covering ``range(n)`` in order, ``size`` at a time."""
+def windows(n: int, size: int | None = None) -> Iterator[tuple[int, int]]:
+    """[start, end) ranges covering ``range(n)`` in order, ``size`` (default WINDOW) at a time."""
+    size = size or WINDOW
     for start in range(0, n, size):
         yield start, min(start + size, n)
 

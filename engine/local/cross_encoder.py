@@ -11,7 +11,6 @@ from ..types import ScoreResult, ScoreType
 from .base import LocalBackend, ProgressFn, Tokenized, cap_max_length, tokenize
 from .batching import (
     TRIM_AFTER,
-    WINDOW,
     pad,
     pad_values,
     plan_batches,
@@ -137,7 +136,7 @@ class CrossEncoderBackend(LocalBackend):
         for lo, hi in windows(n):
             tok = self.prepare(
                 queries, documents[lo:hi], query_index[lo:hi], truncate_prompt_tokens,
-                positions=list(range(lo, hi)) if n > WINDOW else None,
+                positions=list(range(lo, hi)),
             )
             sizes = [len(s) for s in tok.input_ids]
             packed = use_packed(None if self._packed is None else self._packed[0], sizes)

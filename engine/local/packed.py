@@ -224,18 +224,20 @@ class PackedEncoder:
     ) -> torch.Tensor:
         """Per-sequence softmax attention. q [Tq, H], kv [Tk, 2H] packed → context [Tq, H].
 
-        Always computed in float32: with 32-wide heads the half-precision CPU kernel is slower
-        than the float32 one (measured on AVX512-BF16), and float32 keeps the softmax exact.
+        Half-precision models attend in float32: with 32-wide heads the bfloat16 CPU kernel is
+        slower than the float32 one (measured on AVX512-BF16), and float32 keeps the softmax
+        exact.
         """
         nh, hd = self.heads, self.head_dim
+        work = torch.float32 if q.element_size() < 4 else q.dtype  # half precision → float32
         ctx = torch.empty_like(q)  # [Tq, H], the model's dtype
         ctx[q_spans[-1][1] :].zero_()  # filler rows (see _forward): zeros, not garbage
         for (qa, qb), (ka, kb) in zip(q_spans, kv_spans):
             # 4-D strided views: torch's fused CPU attention kernel takes them as they are (a 3-D
-            # input would fall back to the unfused path, several times slower). float() copies
-            # one sequence at a time (nothing for a float32 model), not the whole batch.
-            qs = q[qa:qb].float().view(1, qb - qa, nh, hd).transpose(1, 2)  # [1, nh, Lq, hd]
-            kvs = kv[ka:kb].float().view(1, kb - ka, 2, nh, hd)  # [1, Lk, 2, nh, hd]
+            # input would fall back to the unfused path, several times slower). The dtype change
+            # copies one sequence at a time (nothing for a float32 model), not the whole batch.
+            qs = q[qa:qb].to(work).view(1, qb - qa, nh, hd).transpose(1, 2)  # [1, nh, Lq, hd]
+            kvs = kv[ka:kb].to(work).view(1, kb - ka, 2, nh, hd)  # [1, Lk, 2, nh, hd]
             k = kvs[:, :, 0].transpose(1, 2)  # [1, nh, Lk, hd]
             v = kvs[:, :, 1].transpose(1, 2)  # [1, nh, Lk, hd]
             out = F.scaled_dot_product_attention(qs, k, v, scale=self.scale)  # [1, nh, Lq, hd]
