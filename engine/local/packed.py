@@ -64,7 +64,10 @@ ROW_BUCKET = 512
 
 def use_packed(encoder: object | None, lengths: Sequence[int]) -> bool:
     """Whether a call with these sequence lengths takes the packed forward."""
-    return encoder is not None and min(lengths) > 0 and sum(lengths) >= PACKED_MIN_TOKENS
+    return (
+        encoder is not None and bool(lengths) and min(lengths) > 0
+        and sum(lengths) >= PACKED_MIN_TOKENS
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
