@@ -70,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     from bench.common import machine, quiet_logs
 
     quiet_logs()
-    report: dict[str, Any] = {"machine": machine(), "quick": args.quick,
-                              "command": "python -m bench.run_all " + " ".join(argv or sys.argv[1:]),
+    command = "python -m bench.run_all " + " ".join(argv or sys.argv[1:])
+    report: dict[str, Any] = {"machine": machine(), "quick": args.quick, "command": command,
                               "workloads": {}}
     tables = args.json != "-"
     if tables:

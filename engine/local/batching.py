@@ -107,7 +107,9 @@ def pad(
     return ids, mask
 
 
-def pad_values(sequences: Sequence[Sequence[int]], *, value: int, side: str = "right") -> torch.Tensor:
+def pad_values(
+    sequences: Sequence[Sequence[int]], *, value: int, side: str = "right"
+) -> torch.Tensor:
     """Pad a companion field (e.g. token_type_ids) the same way as :func:`pad`."""
     ids, _ = pad(sequences, pad_id=value, side=side)
     return ids

@@ -38,7 +38,9 @@ def read_pooling_modes(info: CheckpointInfo) -> tuple[str, ...]:
         return ("lasttoken",) if causal else ("cls",)
     cfg = _read_json(modules[0].path / "config.json")
     if not isinstance(cfg, dict):
-        raise ModelLoadError(f"{modules[0].path} has no readable config.json for its Pooling module.")
+        raise ModelLoadError(
+            f"{modules[0].path} has no readable config.json for its Pooling module."
+        )
     if "pooling_mode" in cfg:
         raw = cfg["pooling_mode"]
         modes = tuple([raw] if isinstance(raw, str) else raw)

@@ -48,7 +48,9 @@ class CrossEncoderBackend(LocalBackend):
         )
         self.model, self.tokenizer, self._packed = self._slot.value
         self.num_labels = int(self.model.config.num_labels)
-        self.activation: Activation = resolve_activation(info.config, info.st_config, self.num_labels)
+        self.activation: Activation = resolve_activation(
+            info.config, info.st_config, self.num_labels
+        )
         if self.num_labels not in (1, 2):
             from ..errors import UnsupportedScoreType
 
@@ -152,7 +154,7 @@ class CrossEncoderBackend(LocalBackend):
                 )
                 # finalize: activation in float32, then Python floats in caller order.
                 values = finalize_logits(logits, self.activation, use_activation=use_activation)
-                for i, v in zip(batch, values.tolist()):
+                for i, v in zip(batch, values.tolist(), strict=True):
                     scores[lo + i] = float(v)
                 if progress is not None:
                     progress(len(batch))

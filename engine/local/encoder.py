@@ -31,7 +31,7 @@ _ST_ACTIVATIONS = {
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Weights of a small module folder or file (safetensors preferred, .bin/.pt with weights_only)."""
+    """Weights of a small module folder or file (safetensors first; .bin/.pt weights_only)."""
     try:
         if path.is_dir():
             st = path / "model.safetensors"
@@ -65,7 +65,8 @@ def load_st_dense(folder: Path) -> torch.nn.Sequential:
     act = _ST_ACTIVATIONS.get(act_name)
     if act is None:
         raise UnsupportedScoreType(
-            f"Dense module {folder} uses activation {act_name!r}; supported: {sorted(_ST_ACTIVATIONS)}."
+            f"Dense module {folder} uses activation {act_name!r}; "
+            f"supported: {sorted(_ST_ACTIVATIONS)}."
         )
     return torch.nn.Sequential(linear, act())
 

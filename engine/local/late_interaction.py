@@ -27,7 +27,8 @@ def load_projection(info: CheckpointInfo) -> tuple[torch.nn.Module | None, str |
     """
     fmt = info.late_interaction_format
     if fmt == "st-dense":
-        return torch.nn.Sequential(*[load_st_dense(m.path) for m in info.st_modules_of("Dense")]), fmt
+        dense = [load_st_dense(m.path) for m in info.st_modules_of("Dense")]
+        return torch.nn.Sequential(*dense), fmt
     if fmt == "colbert-linear":
         from safetensors import safe_open
 
@@ -94,7 +95,9 @@ class LateInteractionBackend(LocalBackend):
                 )
             markers.append(vocab[token])
         if tok.mask_token_id is None:
-            raise ModelLoadError("colbert_markers=True needs a [MASK] token for query augmentation.")
+            raise ModelLoadError(
+                "colbert_markers=True needs a [MASK] token for query augmentation."
+            )
         self.query_marker, self.doc_marker = markers
         self.skip_ids = {
             i for ch in string.punctuation
@@ -107,10 +110,11 @@ class LateInteractionBackend(LocalBackend):
         positions: list[int] | None = None,
     ) -> Tokenized:
         if not self.config.colbert_markers:
-            return self.encoder.tokenize(
+            plain: Tokenized = self.encoder.tokenize(
                 texts, limit=limit, overflow=overflow, what="query" if query else "document",
                 positions=positions,
             )
+            return plain
         # Room for the marker inserted after the first special token.
         length = min(self.config.query_length, limit) if query else limit
         tok = self.encoder.tokenize(
@@ -172,7 +176,9 @@ class LateInteractionBackend(LocalBackend):
         for row, seq in enumerate(ids):
             input_ids[row, : len(seq)] = torch.as_tensor(seq)
             attention[row, : len(seq)] = 1
-        kwargs = {"input_ids": input_ids.to(self.device), "attention_mask": attention.to(self.device)}
+        kwargs = {
+            "input_ids": input_ids.to(self.device), "attention_mask": attention.to(self.device)
+        }
         if self.encoder._uses_token_types:
             kwargs["token_type_ids"] = torch.zeros_like(kwargs["input_ids"])
         with torch.inference_mode():
@@ -246,7 +252,7 @@ class LateInteractionBackend(LocalBackend):
                     d_vec, d_mask = d_vec[drows], d_mask[drows]
                 # One batched MaxSim for the whole batch; for 1:N, q_vec[rows] is the same query.
                 values = maxsim(q_vec[rows], d_vec, q_mask[rows], d_mask)  # [P]
-                for k, v in zip(pairs, values.tolist()):
+                for k, v in zip(pairs, values.tolist(), strict=True):
                     scores[k] = float(v)
                 if progress is not None:
                     progress(len(pairs))
@@ -286,12 +292,13 @@ class LateInteractionBackend(LocalBackend):
             for j, u in enumerate(todo):
                 n = len(ids[j])
                 # clone(): a slice would keep the whole batch tensor alive in the cache.
-                entries[u] = CachedEncoding(
+                entry = CachedEncoding(
                     value=new_vec[j, :n].clone(), mask=new_mask[j, :n].clone(),
                     truncated=fresh[u][1], num_tokens=n,
                 )
+                entries[u] = entry
                 if self.doc_cache is not None:
-                    self.doc_cache.put(keys[u], entries[u])
+                    self.doc_cache.put(keys[u], entry)
         done = [entries[u] for u in batch]
         vec = torch.nn.utils.rnn.pad_sequence(
             [e.value for e in done if e is not None], batch_first=True

@@ -19,7 +19,7 @@ makes :func:`build_packed_encoder` return None and the caller keeps the stock fo
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,7 +45,7 @@ _ACTIVATIONS = {
     "gelu_pytorch_tanh": ("gelu", "tanh"),
     "relu": ("relu", ""),
 }
-_TORCH_ACTIVATIONS = {
+_TORCH_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "gelu": lambda x: F.gelu(x),
     "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
     "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
@@ -142,7 +142,7 @@ class _Layer:
 
 def _onednn_works(dtype: torch.dtype) -> bool:
     """Whether torch's fused oneDNN linear kernels run here (x86/ARM builds with mkldnn)."""
-    if not torch.backends.mkldnn.is_available():
+    if not torch.backends.mkldnn.is_available():  # type: ignore[no-untyped-call]
         return False
     try:
         x = torch.ones((2, 4), dtype=dtype)
@@ -162,7 +162,7 @@ class PackedEncoder:
     order, or with ``cls_only=True`` only each sequence's first-token state [B, H].
     """
 
-    def __init__(self, encoder: torch.nn.Module, *, activation: str) -> None:
+    def __init__(self, encoder: Any, *, activation: str) -> None:
         config = encoder.config
         emb = encoder.embeddings
         self.word = emb.word_embeddings.weight  # [V, H]
@@ -211,7 +211,7 @@ class PackedEncoder:
         """act(x @ w.T + b) in one kernel where oneDNN can."""
         if self.fused:
             return torch.ops.mkldnn._linear_pointwise(x, w, b, self.post_op, [], self.post_algo)  # type: ignore[no-any-return]
-        return self.act(F.linear(x, w, b))  # type: ignore[no-any-return]
+        return self.act(F.linear(x, w, b))
 
     def _linear_add(
         self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, residual: torch.Tensor
@@ -235,7 +235,7 @@ class PackedEncoder:
         work = torch.float32 if q.element_size() < 4 else q.dtype  # half precision → float32
         ctx = torch.empty_like(q)  # [Tq, H], the model's dtype
         ctx[q_spans[-1][1] :].zero_()  # filler rows (see _forward): zeros, not garbage
-        for (qa, qb), (ka, kb) in zip(q_spans, kv_spans):
+        for (qa, qb), (ka, kb) in zip(q_spans, kv_spans, strict=True):
             # 4-D strided views: torch's fused CPU attention kernel takes them as they are (a 3-D
             # input would fall back to the unfused path, several times slower). The dtype change
             # copies one sequence at a time (nothing for a float32 model), not the whole batch.
@@ -270,7 +270,7 @@ class PackedEncoder:
 
     def _forward(self, batch: PackedBatch, *, cls_only: bool) -> torch.Tensor:
         h = self.hidden
-        spans = [(a, a + n) for a, n in zip(batch.starts, batch.lengths)]
+        spans = [(a, a + n) for a, n in zip(batch.starts, batch.lengths, strict=True)]
         total = sum(batch.lengths)
         # Row count rounded up to a multiple of ROW_BUCKET: oneDNN builds (and caches, ~0.5 MB
         # each) a kernel per distinct matrix shape, so free row counts grow memory batch after
@@ -305,7 +305,7 @@ class PackedEncoder:
         return x[: len(spans)] if cls_only else x[:total]
 
 
-def build_packed_encoder(encoder: torch.nn.Module, device: torch.device) -> PackedEncoder | None:
+def build_packed_encoder(encoder: Any, device: torch.device) -> PackedEncoder | None:
     """A :class:`PackedEncoder` for ``encoder`` (an HF base model), or None to keep the stock one.
 
     None for anything but a CPU BERT-family encoder with absolute positions, no decoder or
@@ -332,7 +332,7 @@ def build_packed_encoder(encoder: torch.nn.Module, device: torch.device) -> Pack
         return None
 
 
-def classification_head(model: torch.nn.Module) -> Any:
+def classification_head(model: Any) -> Any:
     """The head of a ``*ForSequenceClassification`` as a function of [CLS] states [B, H] → logits.
 
     None where the head reads more than the first token or the class is not one we know; the
@@ -358,7 +358,7 @@ def classification_head(model: torch.nn.Module) -> Any:
     return None
 
 
-def build_packed_classifier(model: torch.nn.Module, device: torch.device) -> Any:
+def build_packed_classifier(model: Any, device: torch.device) -> Any:
     """(PackedEncoder, head) for a supported ``*ForSequenceClassification``, or None."""
     head = classification_head(model)
     base = getattr(model, "base_model", None)
