@@ -326,3 +326,14 @@ def test_bfloat16_ranks_like_float32_on_real_weights(minilm: Path, score_type: s
     assert _spearman(exact, half) > 0.99
     top = set(sorted(range(40), key=lambda i: -exact[i])[:10])
     assert len(top & set(sorted(range(40), key=lambda i: -half[i])[:10])) >= 9
+
+
+@pytest.mark.parametrize("family", ["st_bi_encoder", "colbert_ir"])
+def test_repeated_queries_in_n_to_n_score_like_single_pairs(
+    family: str, request: pytest.FixtureRequest
+) -> None:
+    scorer = Scorer.load(request.getfixturevalue(family))
+    queries = [QUERIES[i % 2] for i in range(len(DOCUMENTS))]  # each query three times
+    together = _scores(scorer, queries, DOCUMENTS)
+    alone = [scorer.score(q, d)[0].score for q, d in zip(queries, DOCUMENTS, strict=True)]
+    assert together == pytest.approx(alone, rel=1e-5, abs=1e-5)

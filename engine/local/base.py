@@ -93,6 +93,22 @@ def tokenize(
     return Tokenized(input_ids=ids, token_type_ids=types, truncated=truncated)
 
 
+def distinct(texts: list[str], index: list[int]) -> tuple[list[str], list[int], list[int]]:
+    """Each distinct text once, ``index`` remapped onto them, and where each first appears.
+
+    So identical queries of an N:N call are encoded once, like the query of a 1:N call.
+    """
+    slot: dict[str, int] = {}
+    first: list[int] = []
+    remap = []
+    for i, text in enumerate(texts):
+        if text not in slot:
+            slot[text] = len(slot)
+            first.append(i)
+        remap.append(slot[text])
+    return list(slot), [remap[i] for i in index], first
+
+
 class LocalBackend(ABC):
     """One loaded model that scores pairs. Subclasses plug in the encoder and the head."""
 

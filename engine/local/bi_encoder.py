@@ -7,7 +7,7 @@ import torch
 from ..config import ScorerConfig
 from ..errors import ModelLoadError, UnsupportedScoreType
 from ..types import ScoreResult, ScoreType
-from .base import LocalBackend, ProgressFn, cap_max_length
+from .base import LocalBackend, ProgressFn, cap_max_length, distinct
 from .batching import windows
 from .doc_cache import CachedEncoding, encoding_key, make_cache
 from .encoder import load_st_dense, shared_encoder
@@ -133,8 +133,11 @@ class BiEncoderBackend(LocalBackend):
     ) -> list[ScoreResult]:
         limit = truncate_prompt_tokens or self._max_length
         overflow = "truncate" if truncate_prompt_tokens else self.config.overflow
+        # Each distinct query is encoded once, however many documents it is paired with.
+        queries, query_index, q_first = distinct(queries, query_index)
         q_emb, q_cut, q_len = self.embed(queries, limit=limit, overflow=overflow,
-                                         use_activation=use_activation, what="query")
+                                         use_activation=use_activation, what="query",
+                                         positions=q_first)
         # Identical documents are encoded once.
         unique: dict[str, int] = {}
         doc_slot = [unique.setdefault(d, len(unique)) for d in documents]

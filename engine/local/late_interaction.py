@@ -10,7 +10,7 @@ import torch
 from ..config import ScorerConfig
 from ..errors import ModelLoadError
 from ..types import ScoreResult, ScoreType
-from .base import LocalBackend, ProgressFn, Tokenized, cap_max_length
+from .base import LocalBackend, ProgressFn, Tokenized, cap_max_length, distinct
 from .batching import TRIM_AFTER, pad, plan_batches, release_freed_memory, windows
 from .doc_cache import CachedEncoding, encoding_key, make_cache
 from .encoder import load_st_dense, load_state_dict, shared_encoder
@@ -198,14 +198,16 @@ class LateInteractionBackend(LocalBackend):
     ) -> list[ScoreResult]:
         limit = truncate_prompt_tokens or self._max_length
         overflow = "truncate" if truncate_prompt_tokens else self.config.overflow
-        q_tok = self._tokenize(queries, limit=limit, overflow=overflow, query=True)
+        # Each distinct query is encoded once, however many documents it is paired with.
+        queries, query_index, q_first = distinct(queries, query_index)
+        q_tok = self._tokenize(queries, limit=limit, overflow=overflow, query=True,
+                               positions=q_first)
         # Identical documents are encoded once; with a document cache, so are documents seen in
         # earlier calls (same text, limit, overflow rule and use_activation).
         where: dict[str, list[int]] = {}
         for k, d in enumerate(documents):
             where.setdefault(d, []).append(k)
         texts = list(where)
-        # Each query is encoded once, however many documents it is paired with.
         q_vec, q_mask = self._encode_queries(q_tok.input_ids, use_activation)  # [Q, Lq, D]
         scores = [0.0] * len(documents)
         lengths: list[int] = []
