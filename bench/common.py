@@ -189,17 +189,22 @@ def machine() -> dict[str, Any]:
     import torch
     import transformers
 
-    model, flags = platform.processor() or "unknown", set()
+    model, flags, family = platform.processor() or "unknown", set(), {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
-                if line.startswith("model name") and model in ("unknown", "x86_64", ""):
+                key = line.split(":", 1)[0].strip()
+                if key == "model name" and model in ("unknown", "x86_64", ""):
                     model = line.split(":", 1)[1].strip()
-                if line.startswith("flags"):
+                if key in ("cpu family", "model"):  # a bare "AMD EPYC" needs them
+                    family[key] = line.split(":", 1)[1].strip()
+                if key == "flags":
                     flags = set(line.split(":", 1)[1].split())
                     break
     except OSError:
         pass
+    if family:
+        model += f" (family {family.get('cpu family')}, model {family.get('model')})"
     try:
         import sentence_transformers
 
