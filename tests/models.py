@@ -64,20 +64,28 @@ def roberta_tokenizer():  # noqa: ANN201
 
 
 def xlmr_tokenizer():  # noqa: ANN201
-    """A Unigram (sentencepiece-style) tokenizer with XLM-R's pair format."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    """A Unigram (sentencepiece-style) tokenizer with XLM-R's pair format.
+
+    The vocabulary is written out (specials, whole words, single characters, all with fixed
+    scores) rather than trained: Unigram training is not deterministic across runs, and a fixture
+    that changes between sessions makes parity tests flaky.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
-    tok = Tokenizer(models.Unigram())
+    words = sorted({w for line in CORPUS for w in line.split()})
+    chars = sorted({c for line in CORPUS for c in line if not c.isspace()})
+    vocab = [(t, 0.0) for t in specials]
+    vocab += [("\u2581" + w, -1.0 - 0.01 * i) for i, w in enumerate(words)]
+    vocab += [("\u2581", -8.0)]
+    vocab += [(c, -10.0 - 0.01 * i) for i, c in enumerate(chars)]
+    tok = Tokenizer(models.Unigram(vocab, unk_id=3, byte_fallback=False))
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
-    tok.train_from_iterator(
-        CORPUS, trainers.UnigramTrainer(vocab_size=200, special_tokens=specials, unk_token="<unk>")
-    )
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
-        special_tokens=[("<s>", tok.token_to_id("<s>")), ("</s>", tok.token_to_id("</s>"))],
+        special_tokens=[("<s>", 0), ("</s>", 2)],
     )
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<s>", eos_token="</s>", sep_token="</s>",
