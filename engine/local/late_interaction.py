@@ -123,8 +123,6 @@ class LateInteractionBackend(LocalBackend):
         )
         marker = self.query_marker if query else self.doc_marker
         ids = [seq[:1] + [marker] + seq[1:] for seq in tok.input_ids]
-        if query:
-            return Tokenized(input_ids=ids, token_type_ids=None, truncated=tok.truncated)
         return Tokenized(input_ids=ids, token_type_ids=None, truncated=tok.truncated)
 
     # -- forward ---------------------------------------------------------------------------------
