@@ -16,7 +16,12 @@ import engine.local.batching as batching
 import engine.local.packed as packed
 from engine import Scorer
 from engine.errors import InputError, InputTooLongError
-from engine.local.batching import plan_batches, release_freed_memory, windows
+from engine.local.batching import (
+    plan_batches,
+    release_after_each_batch,
+    release_freed_memory,
+    windows,
+)
 from engine.local.doc_cache import CachedEncoding, EncodingCache
 from engine.local.packed import build_packed_classifier, build_packed_encoder, pack, unpack
 from tests.conftest import DOCUMENTS, QUERIES
@@ -166,6 +171,36 @@ def test_windows_cover_the_range_in_order() -> None:
     assert list(windows(7, 3)) == [(0, 3), (3, 6), (6, 7)]
     assert list(windows(0, 3)) == []
     release_freed_memory()  # a no-op where glibc is absent; must never raise
+
+
+def test_long_calls_release_memory_from_their_first_batch() -> None:
+    assert not release_after_each_batch(100, 5)  # a 100-passage rerank: no cost
+    assert release_after_each_batch(100, batching.TRIM_AFTER)
+    assert release_after_each_batch(batching.WINDOW + 1, 1)  # more windows follow
+
+
+@pytest.mark.parametrize(
+    ("family", "module"),
+    [("bert_ce", "cross_encoder"), ("st_bi_encoder", "encoder"),
+     ("colbert_ir", "late_interaction")],
+)
+def test_a_long_call_hands_memory_back_after_every_batch(
+    family: str, module: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    scorer = Scorer.load(request.getfixturevalue(family), batch_size=2)
+    released: list[int] = []
+    target = importlib.import_module(f"engine.local.{module}")
+    monkeypatch.setattr(target, "release_freed_memory", lambda: released.append(1))
+    scorer.score(QUERIES[0], MANY_DOCS[:3])  # two batches: short, nothing released
+    assert released == []
+    monkeypatch.setattr(batching, "WINDOW", 7)
+    scorer.score(QUERIES[0], MANY_DOCS)  # longer than a window
+    windows_ = -(-len(MANY_DOCS) // 7)
+    batches = sum(-(-min(7, len(MANY_DOCS) - lo) // 2) for lo in range(0, len(MANY_DOCS), 7))
+    # After every batch, and once per window after tokenizing it.
+    assert len(released) == batches + windows_
 
 
 @pytest.mark.parametrize("family", ["bert_ce", "st_bi_encoder", "colbert_ir"])

@@ -108,7 +108,7 @@ class BiEncoderBackend(LocalBackend):
             )
             for batch in self.encoder.batches(
                 tok.input_ids, max_batch_size=self.config.batch_size,
-                max_tokens_per_batch=self.config.max_tokens_per_batch,
+                max_tokens_per_batch=self.config.max_tokens_per_batch, call_items=len(texts),
             ):
                 emb = self._head(batch.hidden, batch.mask, use_activation).cpu()  # [B, D]
                 if out is None:

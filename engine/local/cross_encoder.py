@@ -10,10 +10,10 @@ from ..config import ScorerConfig
 from ..types import ScoreResult, ScoreType
 from .base import LocalBackend, ProgressFn, Tokenized, cap_max_length, tokenize
 from .batching import (
-    TRIM_AFTER,
     pad,
     pad_values,
     plan_batches,
+    release_after_each_batch,
     release_freed_memory,
     windows,
 )
@@ -133,7 +133,6 @@ class CrossEncoderBackend(LocalBackend):
     ) -> list[ScoreResult]:
         n = len(documents)
         scores, cut, lengths = [0.0] * n, [False] * n, [0] * n
-        done = 0
         # A window at a time, so token ids of a 10,000-pair call are never all held at once.
         for lo, hi in windows(n):
             tok = self.prepare(
@@ -142,10 +141,14 @@ class CrossEncoderBackend(LocalBackend):
             )
             sizes = [len(s) for s in tok.input_ids]
             packed = use_packed(None if self._packed is None else self._packed[0], sizes)
-            for batch in plan_batches(
+            plan = plan_batches(
                 sizes, max_batch_size=self.config.batch_size,
                 max_tokens_per_batch=self.config.max_tokens_per_batch, padded=not packed,
-            ):
+            )
+            release = release_after_each_batch(n, len(plan))
+            if release:  # what the tokenizer freed (its encodings of the whole window)
+                release_freed_memory()
+            for batch in plan:
                 logits = self.forward(
                     [tok.input_ids[i] for i in batch],
                     [tok.token_type_ids[i] for i in batch]
@@ -158,8 +161,8 @@ class CrossEncoderBackend(LocalBackend):
                     scores[lo + i] = float(v)
                 if progress is not None:
                     progress(len(batch))
-                done += 1
-                if done >= TRIM_AFTER:
+                del logits
+                if release:
                     release_freed_memory()
             cut[lo:hi], lengths[lo:hi] = tok.truncated, sizes
         return [

@@ -17,7 +17,7 @@ import torch
 from ..config import ScorerConfig
 from ..errors import ModelLoadError, UnsupportedScoreType
 from .base import Tokenized, tokenize
-from .batching import TRIM_AFTER, pad, plan_batches, release_freed_memory
+from .batching import pad, plan_batches, release_after_each_batch, release_freed_memory
 from .loading import CheckpointInfo, _read_json, load_pretrained, load_tokenizer
 from .packed import build_packed_encoder, pack, unpack, use_packed
 
@@ -138,19 +138,28 @@ class TextEncoder:
         return out.last_hidden_state, kwargs["attention_mask"]
 
     def batches(
-        self, ids: list[list[int]], *, max_batch_size: int, max_tokens_per_batch: int
+        self, ids: list[list[int]], *, max_batch_size: int, max_tokens_per_batch: int,
+        call_items: int | None = None,
     ) -> Iterator[EncodedBatch]:
-        """Encode id lists in length-sorted, token-budget batches (order given by ``indices``)."""
+        """Encode id lists in length-sorted, token-budget batches (order given by ``indices``).
+
+        ``call_items``: how many texts the whole call has, where ``ids`` is one window of it
+        (it decides whether freed memory goes back after each batch).
+        """
         lengths = [len(s) for s in ids]
         packed = use_packed(self.packed, lengths)
-        for done, batch in enumerate(plan_batches(
+        plan = plan_batches(
             lengths, max_batch_size=max_batch_size,
             max_tokens_per_batch=max_tokens_per_batch, padded=not packed,
-        ), start=1):
+        )
+        release = release_after_each_batch(call_items or len(ids), len(plan))
+        if release:  # what the tokenizer freed
+            release_freed_memory()
+        for batch in plan:
             hidden, mask = self.run([ids[i] for i in batch], packed=packed)
             yield EncodedBatch(indices=batch, hidden=hidden, mask=mask)
             del hidden, mask
-            if done >= TRIM_AFTER:  # the caller is done with this batch's tensors
+            if release:  # the caller is done with this batch's tensors
                 release_freed_memory()
 
 

@@ -11,7 +11,13 @@ from ..config import ScorerConfig
 from ..errors import ModelLoadError
 from ..types import ScoreResult, ScoreType
 from .base import LocalBackend, ProgressFn, Tokenized, cap_max_length, distinct
-from .batching import TRIM_AFTER, pad, plan_batches, release_freed_memory, windows
+from .batching import (
+    pad,
+    plan_batches,
+    release_after_each_batch,
+    release_freed_memory,
+    windows,
+)
 from .doc_cache import CachedEncoding, encoding_key, make_cache
 from .encoder import load_st_dense, load_state_dict, shared_encoder
 from .loading import CheckpointInfo, model_max_length
@@ -235,10 +241,14 @@ class LateInteractionBackend(LocalBackend):
             doc_cut += [e.truncated if e is not None else fresh[u][1]
                         for u, e in enumerate(entries)]
             packed = use_packed(self.encoder.packed, sizes)
-            for done, batch in enumerate(plan_batches(
+            plan = plan_batches(
                 sizes, max_batch_size=self.config.batch_size,
                 max_tokens_per_batch=self.config.max_tokens_per_batch, padded=not packed,
-            ), start=1):
+            )
+            release = release_after_each_batch(len(texts), len(plan))
+            if release and miss:  # what the tokenizer freed
+                release_freed_memory()
+            for batch in plan:
                 d_vec, d_mask = self._document_vectors(
                     batch, entries, fresh, keys, packed=packed, use_activation=use_activation
                 )  # [B, Ld, D], [B, Ld]
@@ -257,7 +267,7 @@ class LateInteractionBackend(LocalBackend):
                 if progress is not None:
                     progress(len(pairs))
                 del d_vec, d_mask
-                if done >= TRIM_AFTER:
+                if release:
                     release_freed_memory()
         slot = {t: u for u, t in enumerate(texts)}
         return [
