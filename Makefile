@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test bench venv install install-test clean
+.PHONY: demo test lint bench venv install install-test clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,13 @@ install-test: $(PY)
 demo: install
 	$(PY) -m engine.demo
 
-test: install-test
+test: install-test lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Style and types of the framework-free core run before the tests (seconds).
+lint: install-test
+	$(PY) -m ruff check engine langchain_scorer llamaindex_scorer bench tests
+	$(PY) -m mypy engine
 
 bench: install-test
 	$(PY) -m bench.run_all $(BENCH_ARGS)

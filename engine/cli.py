@@ -128,7 +128,7 @@ def _load(args: argparse.Namespace) -> Any:
 def _progress(total: int) -> Any:
     if total < _PROGRESS_MIN or not sys.stderr.isatty():
         return None, None
-    from tqdm import tqdm
+    from tqdm import tqdm  # type: ignore[import-untyped]
 
     bar = tqdm(total=total, unit="doc", file=sys.stderr, leave=False)
     return bar, bar.update

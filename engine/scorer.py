@@ -102,7 +102,8 @@ class Scorer:
                 f"options are {sorted(ScorerConfig.__dataclass_fields__)}."
             )
         config = ScorerConfig(
-            score_type=score_type, device=device, dtype=dtype, max_length=max_length, **options
+            score_type=None if score_type is None else ScoreType.parse(score_type),
+            device=device, dtype=dtype, max_length=max_length, **options,
         )
         name = os.fspath(model) if model is not None else default_model_path()
         path = resolve_model_path(name, revision=config.revision)

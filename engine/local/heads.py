@@ -54,7 +54,9 @@ def resolve_activation(
     return Activation.SIGMOID if num_labels < 2 else Activation.SOFTMAX
 
 
-def finalize_logits(logits: torch.Tensor, activation: Activation, *, use_activation: bool) -> torch.Tensor:
+def finalize_logits(
+    logits: torch.Tensor, activation: Activation, *, use_activation: bool
+) -> torch.Tensor:
     """Turn head logits [B, num_labels] (1 or 2 labels) into one float32 score per pair [B].
 
     One label: activation(logit), or the logit itself. Two labels: the probability of the second

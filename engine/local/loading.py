@@ -124,7 +124,9 @@ def _read_json(path: Path) -> dict[str, Any] | list[Any] | None:
     try:
         return json.loads(path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelLoadError(f"{path} is not valid JSON ({exc}); the checkpoint is corrupt.") from exc
+        raise ModelLoadError(
+            f"{path} is not valid JSON ({exc}); the checkpoint is corrupt."
+        ) from exc
 
 
 def _safetensors_keys(path: Path) -> set[str]:
@@ -250,7 +252,8 @@ def resolve_device(device: str | torch.device) -> torch.device:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ModelLoadError(
-            f"device={device!r} is not a torch device; use 'auto', 'cpu', 'cuda', 'cuda:0' or 'mps'."
+            f"device={device!r} is not a torch device; use 'auto', 'cpu', 'cuda', 'cuda:0' "
+            "or 'mps'."
         ) from exc
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ModelLoadError("device='cuda' was asked for but CUDA is not available; use 'cpu'.")
@@ -326,7 +329,9 @@ def load_tokenizer(path: Path, *, trust_remote_code: bool) -> Any:
     return tokenizer
 
 
-def check_loading_info(path: Path, loading_info: dict[str, Any], *, allow_missing: tuple[str, ...]) -> None:
+def check_loading_info(
+    path: Path, loading_info: dict[str, Any], *, allow_missing: tuple[str, ...]
+) -> None:
     """Turn weights missing from the checkpoint into an error instead of random values."""
     missing = [
         k for k in loading_info.get("missing_keys", ()) if not k.startswith(allow_missing)
