@@ -30,7 +30,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--score-type", choices=["cross-encoder", "late-interaction", "bi-encoder"],
                    default=None, help="override the score type detected from the checkpoint")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default: auto)")
-    p.add_argument("--dtype", default="auto", help="auto, float32, bfloat16, float16")
+    p.add_argument("--dtype", default="auto",
+                   help="auto (exact), fast (bfloat16 where native), float32, bfloat16, float16")
     p.add_argument("--max-length", type=int, default=None, help="cap on tokens per model input")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--hf-overrides", type=_json_object, default=None, metavar="JSON",

@@ -47,7 +47,9 @@ class ScorerConfig:
         score_type: "cross-encoder", "late-interaction", "bi-encoder", or None to detect it from
             the checkpoint's files.
         device: "auto" (cuda, then mps, then cpu) or a torch device string.
-        dtype: "auto" (float32 on CPU, bfloat16/float16 on GPU), "float32", "bfloat16", "float16".
+        dtype: "auto" (exact: float32 on CPU, bfloat16/float16 on GPU), "fast" (bfloat16 where
+            the hardware runs it natively: GPUs, CPUs with AMX or AVX512-BF16), "float32",
+            "bfloat16", "float16".
         max_length: cap on tokens per model input (pair prompt, or each text); None = the model's.
         batch_size: most sequences per forward pass.
         max_tokens_per_batch: most padded tokens per forward pass (bounds memory).

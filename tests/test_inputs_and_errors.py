@@ -23,6 +23,7 @@ from engine import (
 from engine.pairing import PAIRING_MESSAGE, pair_indices
 from engine.ranking import rank
 from engine.types import ScoreResult
+from tests.conftest import DOCUMENTS, QUERIES
 
 
 @pytest.fixture(scope="module")
@@ -260,6 +261,35 @@ def test_device_and_dtype_resolution() -> None:
         resolve_dtype("int3", torch.device("cpu"))
     with pytest.raises(ModelLoadError, match="device"):
         resolve_device("toaster")
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [({"avx512f", "avx512_bf16"}, torch.bfloat16), ({"amx_bf16", "amx_tile"}, torch.bfloat16),
+     ({"avx512f", "avx2"}, torch.float32), (set(), torch.float32)],
+)
+def test_fast_dtype_is_bfloat16_only_on_cpus_with_a_bfloat16_unit(
+    flags: set[str], expected: torch.dtype, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import engine.local.loading as loading
+
+    monkeypatch.setattr(loading, "cpu_flags", lambda: frozenset(flags))
+    assert loading.resolve_dtype("fast", torch.device("cpu")) is expected
+    assert loading.resolve_dtype("auto", torch.device("cpu")) is torch.float32  # exact stays
+
+
+def test_fast_dtype_loads_and_scores_close_to_float32(bert_ce: Path) -> None:
+    from engine.local.loading import resolve_dtype
+
+    fast = Scorer.load(bert_ce, dtype="fast")
+    want = resolve_dtype("fast", torch.device("cpu"))
+    assert next(fast._backend.model.parameters()).dtype is want
+    exact = Scorer.load(bert_ce)
+    got = [r.score for r in fast.score(QUERIES[0], DOCUMENTS)]
+    ref = [r.score for r in exact.score(QUERIES[0], DOCUMENTS)]
+    assert max(abs(a - b) for a, b in zip(got, ref, strict=True)) <= (
+        1e-6 if want is torch.float32 else 2e-2
+    )
 
 
 async def test_async_equals_sync(ce: Scorer) -> None:

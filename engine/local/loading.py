@@ -271,11 +271,36 @@ _DTYPES = {
 }
 
 
+# CPU flags (Linux /proc/cpuinfo names) of a native bfloat16 matrix unit. Without one, torch
+# emulates bfloat16 matmuls and "fast" would be slower than float32.
+_BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none, e.g. macOS)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
 def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
-    """"auto" is float32 on CPU, bfloat16 on GPUs that support it, else float16."""
+    """The torch dtype for a ``dtype`` option.
+
+    "auto" is exact: float32 on CPU, bfloat16 (or float16) on GPUs. "fast" is bfloat16 wherever
+    the hardware runs it natively (GPUs; CPUs with AMX or AVX512-BF16), else what "auto" gives:
+    on the real MiniLM it kept rankings (Spearman >= 0.9996, top-10 overlap 1.0, bench/README.md)
+    at 1.8-2.5x the float32 speed on an AVX512-BF16 CPU.
+    """
     if isinstance(dtype, torch.dtype):
         return dtype
-    if dtype == "auto":
+    if dtype == "fast" and device.type == "cpu":
+        return torch.bfloat16 if cpu_flags() & set(_BF16_CPU_FLAGS) else torch.float32
+    if dtype in ("auto", "fast"):
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         if device.type == "mps":
@@ -285,7 +310,8 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
         return _DTYPES[str(dtype).lower()]
     except KeyError:
         raise ModelLoadError(
-            f"dtype={dtype!r} is not supported; use 'auto', 'float32', 'bfloat16' or 'float16'."
+            f"dtype={dtype!r} is not supported; use 'auto', 'fast', 'float32', 'bfloat16' or "
+            "'float16'."
         ) from None
 
 
