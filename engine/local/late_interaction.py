@@ -267,7 +267,7 @@ class LateInteractionBackend(LocalBackend):
                 if progress is not None:
                     progress(len(pairs))
                 del d_vec, d_mask
-                if release:
+                if release and any(entries[u] is None for u in batch):  # the model ran
                     release_freed_memory()
         slot = {t: u for u, t in enumerate(texts)}
         return [
