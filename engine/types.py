@@ -43,12 +43,15 @@ class ScoreResult:
         truncated: True if any input of this pair was cut to fit.
         num_tokens: tokens the model read for this pair (cross-encoder: the pair prompt;
             bi-encoder and late-interaction: query tokens + document tokens).
+        query_tokens: bi-encoder and late-interaction: the query's share of ``num_tokens`` (the
+            query is encoded once per call, not once per pair); None for a cross-encoder.
     """
 
     index: int
     score: float
     truncated: bool = False
     num_tokens: int = 0
+    query_tokens: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

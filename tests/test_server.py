@@ -649,3 +649,27 @@ def test_vllm_docs_curl_examples_work_unchanged(server: ServerThread, scorer: Sc
     else:
         want_scores = local(scorer, body["text_1"], body["text_2"])
         assert close([x["score"] for x in answer["data"]], want_scores)
+
+
+@pytest.mark.parametrize("fixture", ["st_bi_encoder", "colbert_ir"])
+def test_usage_counts_each_query_and_document_once_for_embedding_scores(
+    request: pytest.FixtureRequest, fixture: str
+) -> None:
+    # vLLM encodes each entry of text_1 and of text_2 once: a 1:N request counts its query once,
+    # an N:N request each query of the list (a cross-encoder, above, counts one prompt per pair).
+    other = Scorer.load(request.getfixturevalue(fixture))
+    local_results = other.score(QUERIES[0], DOCUMENTS)
+    q = local_results[0].query_tokens
+    assert q is not None and all(r.query_tokens == q for r in local_results)
+    documents = sum(r.num_tokens - q for r in local_results)
+    app = create_app(other, ServerConfig(served_model_name="tiny", api_key=KEY))
+    with ServerThread(app) as running:
+        one_to_n = post(running.url, "/score", {"text_1": QUERIES[0], "text_2": DOCUMENTS})
+        assert one_to_n.status_code == 200, one_to_n.text
+        assert one_to_n.json()["usage"]["prompt_tokens"] == q + documents
+        ranked = post(running.url, "/rerank", {"query": QUERIES[0], "documents": DOCUMENTS})
+        assert ranked.json()["usage"] == {"prompt_tokens": q + documents,
+                                          "total_tokens": q + documents}
+        pairs = post(running.url, "/score", {"text_1": QUERIES, "text_2": DOCUMENTS[:2]})
+        want = sum(r.num_tokens for r in other.score(QUERIES, DOCUMENTS[:2]))
+        assert pairs.json()["usage"]["prompt_tokens"] == want

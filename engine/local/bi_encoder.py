@@ -155,6 +155,7 @@ class BiEncoderBackend(LocalBackend):
                 score=float(scores[k]),
                 truncated=q_cut[q] or d_cut[doc_slot[k]],
                 num_tokens=q_len[q] + d_len[doc_slot[k]],
+                query_tokens=q_len[q],
             )
             for k, q in enumerate(query_index)
         ]

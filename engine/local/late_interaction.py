@@ -276,6 +276,7 @@ class LateInteractionBackend(LocalBackend):
                 score=scores[k],
                 truncated=q_tok.truncated[q] or doc_cut[slot[documents[k]]],
                 num_tokens=len(q_tok.input_ids[q]) + lengths[slot[documents[k]]],
+                query_tokens=len(q_tok.input_ids[q]),
             )
             for k, q in enumerate(query_index)
         ]

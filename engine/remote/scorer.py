@@ -11,7 +11,7 @@ import asyncio
 import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import InputError
@@ -134,8 +134,7 @@ def merge_chunks(chunks: Sequence[Chunk], answers: Sequence[list[ScoreResult]], 
     for chunk, results in zip(chunks, answers, strict=True):
         for r in results:
             k = chunk.pair_ids[r.index]
-            merged[k] = ScoreResult(index=k, score=r.score, truncated=r.truncated,
-                                    num_tokens=r.num_tokens)
+            merged[k] = replace(r, index=k)
     missing = [k for k, r in enumerate(merged) if r is None]
     if missing:  # adapters check every response, so this means a planning bug
         raise AssertionError(f"pairs {missing[:10]} got no score")

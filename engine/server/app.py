@@ -206,9 +206,22 @@ def resolve_options(body: Any, max_length: int) -> tuple[bool, int | None]:
     return use_activation is not False, tpt
 
 
-def usage(results: list[ScoreResult]) -> int:
-    """Tokens read for these results (the query is counted in every pair)."""
-    return sum(r.num_tokens for r in results)
+def usage(results: list[ScoreResult], query_index: list[int]) -> int:
+    """``usage.prompt_tokens`` as vLLM counts it: every model prompt once.
+
+    A cross-encoder reads one prompt per pair (the query again in each). Bi-encoder and late
+    interaction encode each entry of the query list once and each document once, so a 1:N
+    request counts its query once.
+    """
+    if not results or results[0].query_tokens is None:
+        return sum(r.num_tokens for r in results)
+    queries: dict[int, int] = {}
+    documents = 0
+    for r, q in zip(results, query_index, strict=True):
+        query = r.query_tokens or 0
+        queries[q] = query
+        documents += r.num_tokens - query
+    return documents + sum(queries.values())
 
 
 # -- the gate: auth, content type, body limit and metrics, before FastAPI sees the request ---------
@@ -382,13 +395,17 @@ def create_app(scorer: Any, config: ServerConfig | None = None, **options: Any) 
     def request_id(request: Request, body: Any) -> str:
         return request.headers.get("x-request-id") or body.request_id or uuid.uuid4().hex
 
-    async def run(queries: list[str], documents: list[str], body: Any) -> list[ScoreResult]:
+    async def run(
+        queries: list[str], documents: list[str], body: Any
+    ) -> tuple[list[ScoreResult], int]:
+        """Results in pair order, and the request's prompt tokens."""
         query_index = pair_indices(len(queries), len(documents))
         use_activation, tpt = resolve_options(body, scorer.max_length)
         results = await batcher.submit(queries, documents, query_index,
                                        use_activation=use_activation, truncate_prompt_tokens=tpt)
-        metrics.add_scored(len(results), usage(results))
-        return results
+        tokens = usage(results, query_index)
+        metrics.add_scored(len(results), tokens)
+        return results, tokens
 
     error_responses: dict[int | str, dict[str, Any]] = {
         400: {"model": ErrorResponse}, 401: {"description": 'Body {"error": "Unauthorized"}'},
@@ -400,8 +417,7 @@ def create_app(scorer: Any, config: ServerConfig | None = None, **options: Any) 
         queries = as_texts(getattr(body, left), side=left, model=served)
         documents = as_texts(getattr(body, right), side=right, model=served)
         check_limit(max(len(queries), len(documents)), right)
-        results = await run(queries, documents, body)
-        tokens = usage(results)
+        results, tokens = await run(queries, documents, body)
         return JSONResponse({
             "id": f"score-{request_id(request, body)}",
             "object": "list",
@@ -416,8 +432,7 @@ def create_app(scorer: Any, config: ServerConfig | None = None, **options: Any) 
         (query,) = as_texts(body.query, side="query", model=served)
         documents = as_texts(body.documents, side="documents", model=served)
         check_limit(len(documents), "documents")
-        results = await run([query], documents, body)
-        tokens = usage(results)
+        results, tokens = await run([query], documents, body)
         ranked = rank(results, documents, top_n=body.top_n or None)
         return JSONResponse({
             "id": f"score-{request_id(request, body)}",

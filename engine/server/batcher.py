@@ -20,7 +20,7 @@ import collections
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import ScorerError
@@ -116,8 +116,7 @@ def merge_jobs(jobs: list[Job]) -> tuple[list[str], list[str], list[int], list[i
 
 
 def _split(results: list[ScoreResult], start: int, stop: int) -> list[ScoreResult]:
-    return [ScoreResult(index=r.index - start, score=r.score, truncated=r.truncated,
-                        num_tokens=r.num_tokens) for r in results[start:stop]]
+    return [replace(r, index=r.index - start) for r in results[start:stop]]
 
 
 class MicroBatcher:
