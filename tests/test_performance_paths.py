@@ -203,6 +203,24 @@ def test_a_long_call_hands_memory_back_after_every_batch(
     assert len(released) == batches + windows_
 
 
+def test_late_interaction_releases_memory_only_after_batches_the_model_ran(
+    colbert_ir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import engine.local.late_interaction as late
+
+    scorer = Scorer.load(colbert_ir, batch_size=2, doc_cache_size=1000)
+    released: list[int] = []
+    monkeypatch.setattr(late, "release_freed_memory", lambda: released.append(1))
+    monkeypatch.setattr(batching, "WINDOW", 7)
+    scorer.score(QUERIES[0], MANY_DOCS)  # nothing cached yet: every batch runs the model
+    windows_ = -(-len(MANY_DOCS) // 7)
+    batches = sum(-(-min(7, len(MANY_DOCS) - lo) // 2) for lo in range(0, len(MANY_DOCS), 7))
+    assert len(released) == batches + windows_
+    released.clear()
+    scorer.score(QUERIES[0], MANY_DOCS)  # all from the cache: no model, nothing to release
+    assert released == []
+
+
 @pytest.mark.parametrize("family", ["bert_ce", "st_bi_encoder", "colbert_ir"])
 def test_a_call_longer_than_a_window_scores_like_short_calls(
     family: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch

@@ -249,6 +249,8 @@ class LateInteractionBackend(LocalBackend):
             if release and miss:  # what the tokenizer freed
                 release_freed_memory()
             for batch in plan:
+                # Decided before _document_vectors fills ``entries`` in: did the model run?
+                encoded = any(entries[u] is None for u in batch)
                 d_vec, d_mask = self._document_vectors(
                     batch, entries, fresh, keys, packed=packed, use_activation=use_activation
                 )  # [B, Ld, D], [B, Ld]
@@ -267,7 +269,7 @@ class LateInteractionBackend(LocalBackend):
                 if progress is not None:
                     progress(len(pairs))
                 del d_vec, d_mask
-                if release and any(entries[u] is None for u in batch):  # the model ran
+                if release and encoded:  # a batch served from the cache freed nothing
                     release_freed_memory()
         slot = {t: u for u, t in enumerate(texts)}
         return [
