@@ -7,6 +7,7 @@ figure to trust, more than any absolute number.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -236,3 +237,11 @@ def print_table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> N
     print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
     for row in cells:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+
+
+def emit(results: Any, show: Callable[[Any], None], *, as_json: bool) -> None:
+    """Print a workload's results: one JSON object, or its tables."""
+    if as_json:
+        print(json.dumps(results, indent=2))
+    else:
+        show(results)

@@ -21,10 +21,9 @@ Run: ``python -m bench.cross_encoder [--quick] [--json]``.
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
-from bench.common import agreement, alternate, print_table, quiet_logs, workload
+from bench.common import agreement, alternate, emit, print_table, quiet_logs, workload
 from bench.models import minilm_real_cross_encoder, minilm_shaped_cross_encoder
 
 BASELINE = "sentence-transformers CrossEncoder fp32 (baseline)"
@@ -124,10 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     results = run(quick=args.quick)
-    if args.json:
-        print(json.dumps(results, indent=2))
-    else:
-        show(results)
+    emit(results, show, as_json=args.json)
     return 0
 
 

@@ -21,10 +21,9 @@ Run: ``python -m bench.bi_encoder`` / ``python -m bench.late_interaction`` (``--
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
-from bench.common import agreement, alternate, print_table, quiet_logs, workload
+from bench.common import agreement, alternate, emit, print_table, quiet_logs, workload
 from bench.models import minilm_path
 
 BASELINE = "sentence-transformers fp32 (baseline)"
@@ -125,10 +124,7 @@ def main(argv: list[str] | None = None, *, kinds: tuple[str, ...] = KINDS) -> in
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     results = run(quick=args.quick, kinds=kinds)
-    if args.json:
-        print(json.dumps(results, indent=2))
-    else:
-        show(results)
+    emit(results, show, as_json=args.json)
     return 0
 
 

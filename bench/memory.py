@@ -203,10 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         results = [measure(score_type=args.score_type, dtype=args.dtype,
                            docs=args.docs or 10_000)]
-    if args.json:
-        print(json.dumps(results, indent=2))
-    else:
-        show(results)
+    from bench.common import emit
+
+    emit(results, show, as_json=args.json)
     return 0
 
 
