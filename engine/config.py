@@ -11,7 +11,7 @@ from typing import Any, Literal
 from .errors import InputError
 from .types import ScoreType
 
-__all__ = ["HF_OVERRIDE_KEYS", "ScorerConfig"]
+__all__ = ["HF_OVERRIDE_KEYS", "ScorerConfig", "check_options"]
 
 # The vLLM ``--hf-overrides`` keys that turn an LLM into a reranker (spec §2.3); any other key
 # would be silently meaningless here, so it is refused.
@@ -142,3 +142,16 @@ class ScorerConfig:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                       or value < 1):
                 raise InputError(f"{name} must be a positive int or None, got {value!r}.")
+
+
+def check_options(options: Mapping[str, Any], *, what: str = "option") -> None:
+    """Refuse keyword arguments that are not fields of :class:`ScorerConfig`, listing them.
+
+    ``what`` names the arguments in the message ("option", "load option", "LLM argument").
+    """
+    fields = sorted(ScorerConfig.__dataclass_fields__)
+    unknown = sorted(set(options) - set(fields))
+    if unknown:
+        raise InputError(
+            f"Unknown {what}(s) {unknown}; the options of Scorer.load are {fields}."
+        )

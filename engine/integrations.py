@@ -18,7 +18,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from .config import ScorerConfig
+from .config import ScorerConfig, check_options
 from .errors import InputError, UnsupportedScoreType
 from .types import RerankResult, ScoreResult, ScoreType
 
@@ -74,7 +74,6 @@ _METHODS: dict[str, tuple[str, ...]] = {
     "rerank": ("score", "rerank", "ascore", "arerank"),
     "embed": ("embed", "aembed"),
 }
-_LOAD_ARGS = frozenset(ScorerConfig.__dataclass_fields__)
 
 # One lock for every lazy load in the process: loads are rare, and Scorer.load shares weights,
 # so serialising them only stops two threads from reading the same checkpoint at once.
@@ -92,11 +91,7 @@ def check_load_options(options: Mapping[str, Any], *, need: Need = "rerank") -> 
         UnsupportedScoreType: embeddings asked of a score type other than bi-encoder.
     """
     opts = dict(options)
-    unknown = sorted(set(opts) - _LOAD_ARGS)
-    if unknown:
-        raise InputError(
-            f"Unknown load option(s) {unknown}; options of Scorer.load are {sorted(_LOAD_ARGS)}."
-        )
+    check_options(opts, what="load option")
     ScorerConfig(**opts)  # validates values (types, ranges, score_type names)
     if need == "embed":
         score_type = ScoreType.parse(opts.get("score_type") or ScoreType.BI_ENCODER)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import ScorerConfig
+from .config import check_options
 from .errors import InputError
 from .scorer import Scorer
 from .types import ScoreType
@@ -96,9 +96,7 @@ class LLM:
         if ignored:
             logger.info("Ignoring vLLM engine arguments with no local meaning: %s", sorted(ignored))
         options = {k: v for k, v in kwargs.items() if k not in _IGNORED_ENGINE_ARGS}
-        unknown = set(options) - set(ScorerConfig.__dataclass_fields__)
-        if unknown:
-            raise InputError(f"Unknown LLM argument(s) {sorted(unknown)}.")
+        check_options(options, what="LLM argument")
         score_type = options.pop("score_type", None)
         key = task or convert
         if key is not None and score_type is None:

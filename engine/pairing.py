@@ -58,18 +58,24 @@ def pair_indices(n_queries: int, n_documents: int) -> list[int]:
     )
 
 
-def validate_truncate_prompt_tokens(value: int | None, max_length: int) -> int | None:
-    """Resolve vLLM's ``truncate_prompt_tokens``: None (off), -1 (model max) or 1..max_length."""
+def validate_truncate_prompt_tokens(value: Any, max_length: int | None) -> int | None:
+    """Resolve vLLM's ``truncate_prompt_tokens``: None (off), -1 (model max) or 1..max_length.
+
+    With ``max_length`` None (a remote model, whose limit the server knows) -1 stays -1 and
+    only the form is checked.
+    """
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise InputError(f"truncate_prompt_tokens must be an int or None, got {value!r}.")
-    if value == -1:
-        return max_length
     if value < -1 or value == 0:
         raise InputError(
             f"truncate_prompt_tokens must be -1 (model maximum) or a positive int, got {value}."
         )
+    if max_length is None:
+        return value
+    if value == -1:
+        return max_length
     if value > max_length:
         raise InputError(
             f"truncate_prompt_tokens value ({value}) is greater than max_model_len ({max_length}). "

@@ -9,11 +9,12 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from .config import ScorerConfig
-from .errors import InputError, UnsupportedScoreType
-from .pairing import as_text_list, pair_indices, validate_truncate_prompt_tokens
-from .ranking import rank
-from .types import RerankResult, ScoreResult, ScoreType
+from .backend import Backend, EmbeddingBackend
+from .calls import ScoreCall, ScorerBase, check_call
+from .config import ScorerConfig, check_options
+from .errors import UnsupportedScoreType
+from .pairing import as_text_list
+from .types import CacheInfo, ScoreResult, ScoreType
 
 __all__ = ["DEFAULT_MODEL", "Scorer", "default_model_path"]
 
@@ -32,7 +33,7 @@ def default_model_path() -> str:
     return str(package.get_model_path())
 
 
-class Scorer:
+class Scorer(ScorerBase):
     """A local model that scores (query, document) pairs like vLLM's ``LLM.score``.
 
     Build one with :meth:`Scorer.load`; it is safe to share between threads and tasks.
@@ -44,7 +45,7 @@ class Scorer:
         [0.97, 0.01]
     """
 
-    def __init__(self, backend: Any, *, model: str) -> None:
+    def __init__(self, backend: Backend, *, model: str) -> None:
         self._backend = backend
         self.model = model
         # One call at a time per scorer: HF fast tokenizers are not re-entrant across threads,
@@ -84,48 +85,43 @@ class Scorer:
 
         Loading the same (model, device, dtype) twice in one process reuses the weights.
         """
-        from .local.llm_reranker import apply_hf_overrides
-        from .local.loading import (
-            check_score_type_supported,
-            detect_score_type,
-            inspect_checkpoint,
-            resolve_device,
-            resolve_dtype,
-            resolve_model_path,
-        )
-        from .local.registry import backend_class
+        from .local.registry import load_backend
 
-        unknown = set(options) - set(ScorerConfig.__dataclass_fields__)
-        if unknown:
-            raise InputError(
-                f"Unknown option(s) {sorted(unknown)} for Scorer.load; "
-                f"options are {sorted(ScorerConfig.__dataclass_fields__)}."
-            )
+        check_options(options)
         config = ScorerConfig(
             score_type=None if score_type is None else ScoreType.parse(score_type),
             device=device, dtype=dtype, max_length=max_length, **options,
         )
         name = os.fspath(model) if model is not None else default_model_path()
-        path = resolve_model_path(name, revision=config.revision)
-        # vLLM's hf_overrides are merged into the config before anything reads it.
-        info = apply_hf_overrides(inspect_checkpoint(path), config.hf_overrides)
-        resolved_type = config.score_type or detect_score_type(info)
-        check_score_type_supported(info, resolved_type)
-        dev = resolve_device(config.device)
-        backend = backend_class(resolved_type, info, config)(
-            info=info, config=config, device=dev, dtype=resolve_dtype(config.dtype, dev)
-        )
-        return cls(backend, model=name if model is not None else DEFAULT_MODEL)
+        return cls(load_backend(name, config), model=name if model is not None else DEFAULT_MODEL)
 
     # -- properties ------------------------------------------------------------------------------
     @property
     def score_type(self) -> ScoreType:
-        return self._backend.score_type  # type: ignore[no-any-return]
+        return self._backend.score_type
+
+    @property
+    def config(self) -> ScorerConfig:
+        """The settings this scorer was loaded with (read-only)."""
+        return self._backend.config
 
     @property
     def max_length(self) -> int:
         """Longest model input in tokens."""
-        return self._backend.max_length  # type: ignore[no-any-return]
+        return self._backend.max_length
+
+    @property
+    def weights_bytes(self) -> int:
+        """Bytes the loaded weights take in memory (shared by every scorer of the same model)."""
+        return self._backend.weights_bytes()
+
+    def cache_info(self) -> CacheInfo | None:
+        """Counters of the document cache (``doc_cache_size``), or None when it is off."""
+        return self._backend.cache_info()
+
+    def clear_cache(self) -> None:
+        """Empty the document cache, if there is one."""
+        self._backend.clear_cache()
 
     @property
     def device(self) -> str:
@@ -167,21 +163,13 @@ class Scorer:
         Raises:
             InputError: non-string items, empty lists; PairingError for N:M.
         """
-        q = as_text_list(queries, side="queries")
-        d = as_text_list(documents, side="documents")
-        query_index = pair_indices(len(q), len(d))
-        tpt = validate_truncate_prompt_tokens(truncate_prompt_tokens, self.max_length)
-        if use_activation is not None and not isinstance(use_activation, bool):
-            raise InputError(f"use_activation must be True, False or None, got {use_activation!r}.")
+        call = check_call(queries, documents, use_activation=use_activation,
+                          truncate_prompt_tokens=truncate_prompt_tokens,
+                          max_length=self.max_length)
         with self._lock:
-            results: list[ScoreResult] = self._backend.score_pairs(
-                q, d, query_index,
-                use_activation=use_activation is not False,
-                truncate_prompt_tokens=tpt,
-                progress=progress,
-            )
+            results = self._backend.score_pairs(call, progress=progress)
         n_cut = sum(r.truncated for r in results)
-        if n_cut and tpt is None:
+        if n_cut and call.truncate_prompt_tokens is None:
             logger.warning(
                 "%d of %d pairs were truncated to fit %d tokens (see ScoreResult.truncated); "
                 "pass overflow='error' to Scorer.load to refuse over-long input instead.",
@@ -203,37 +191,11 @@ class Scorer:
         For engine.server's micro-batcher, which merges many requests into one model call and
         shares each distinct query between them; ``truncate_prompt_tokens`` is already resolved.
         """
+        call = ScoreCall(queries=queries, documents=documents, query_index=query_index,
+                         use_activation=use_activation,
+                         truncate_prompt_tokens=truncate_prompt_tokens)
         with self._lock:
-            return self._backend.score_pairs(  # type: ignore[no-any-return]
-                queries, documents, query_index, use_activation=use_activation,
-                truncate_prompt_tokens=truncate_prompt_tokens,
-            )
-
-    def rerank(
-        self,
-        query: str,
-        documents: Sequence[str],
-        *,
-        top_n: int | None = None,
-        use_activation: bool | None = None,
-        truncate_prompt_tokens: int | None = None,
-    ) -> list[RerankResult]:
-        """Score ``documents`` against ``query`` and return them best first.
-
-        Ties keep input order; ``top_n`` None or 0 returns all. Each result carries the
-        document's input ``index``, its ``score`` and the ``document`` text.
-        """
-        if not isinstance(query, str):
-            raise InputError(
-                f"rerank takes one query string, got {type(query).__name__}; "
-                "use score() to pair several queries with documents."
-            )
-        docs = as_text_list(documents, side="documents")
-        results = self.score(
-            query, docs, use_activation=use_activation,
-            truncate_prompt_tokens=truncate_prompt_tokens,
-        )
-        return rank(results, docs, top_n=top_n)
+            return self._backend.score_pairs(call)
 
     async def ascore(
         self,
@@ -249,21 +211,6 @@ class Scorer:
             truncate_prompt_tokens=truncate_prompt_tokens,
         )
 
-    async def arerank(
-        self,
-        query: str,
-        documents: Sequence[str],
-        *,
-        top_n: int | None = None,
-        use_activation: bool | None = None,
-        truncate_prompt_tokens: int | None = None,
-    ) -> list[RerankResult]:
-        """:meth:`rerank` on a worker thread, so the event loop keeps running."""
-        return await asyncio.to_thread(
-            self.rerank, query, documents, top_n=top_n, use_activation=use_activation,
-            truncate_prompt_tokens=truncate_prompt_tokens,
-        )
-
     # -- embeddings (bi-encoder only) ------------------------------------------------------------
     def embed(self, texts: str | Sequence[str]) -> list[list[float]]:
         """Sentence embeddings of ``texts``, in input order, as Python floats.
@@ -276,7 +223,8 @@ class Scorer:
             UnsupportedScoreType: the scorer is a cross-encoder or late-interaction model.
             InputError: a non-string item.
         """
-        if self.score_type is not ScoreType.BI_ENCODER:
+        backend = self._backend
+        if not isinstance(backend, EmbeddingBackend):
             raise UnsupportedScoreType(
                 f"embed() needs a bi-encoder model, but {self.model!r} is loaded as "
                 f"{self.score_type.value}, which has no single vector per text. Load a "
@@ -287,7 +235,7 @@ class Scorer:
         if not items:
             return []
         with self._lock:
-            emb, truncated = self._backend.embed_texts(items)  # [N, D] float32
+            emb, truncated = backend.embed_texts(items)  # [N, D] float32
         n_cut = sum(truncated)
         if n_cut:
             logger.warning(

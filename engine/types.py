@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from .errors import UnsupportedScoreType
 
-__all__ = ["RerankResult", "ScoreResult", "ScoreType"]
+__all__ = ["CacheInfo", "RerankResult", "ScoreResult", "ScoreType"]
 
 
 class ScoreType(str, enum.Enum):
@@ -76,3 +76,20 @@ class RerankResult:
     def relevance_score(self) -> float:
         """Alias of ``score``, the name used by rerank APIs."""
         return self.score
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CacheInfo:
+    """The document cache of a bi-encoder or late-interaction scorer (``doc_cache_size``).
+
+    Attributes:
+        hits: documents served from the cache since it was made (or cleared).
+        misses: documents that went through the model instead.
+        entries: documents held now.
+        max_entries: the most it holds (``doc_cache_size``).
+    """
+
+    hits: int
+    misses: int
+    entries: int
+    max_entries: int

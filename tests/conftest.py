@@ -83,3 +83,12 @@ def pylate(model_dir: Path, bert_encoder: Path) -> Path:
 @pytest.fixture(scope="session")
 def bge_m3(model_dir: Path) -> Path:
     return builders.build_bge_m3(model_dir / "bge_m3")
+
+
+@pytest.fixture(scope="session")
+def qwen3_llm_reranker(model_dir: Path) -> Path:
+    """A tiny Qwen3 reranker converted to Qwen3ForSequenceClassification (loads as it is)."""
+    from tests.llm_models import build_causal_lm, convert_to_seq_cls
+
+    lm = build_causal_lm(model_dir / "qwen3_lm", "qwen3", seed=1, tie=True)
+    return convert_to_seq_cls(lm, model_dir / "qwen3_seq_cls", ["no", "yes"])

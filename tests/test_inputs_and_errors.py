@@ -250,7 +250,7 @@ def test_trust_remote_code_is_off_by_default() -> None:
 
 
 def test_device_and_dtype_resolution() -> None:
-    from engine.local.loading import resolve_device, resolve_dtype
+    from engine.local.devices import resolve_device, resolve_dtype
 
     device = resolve_device("auto")
     if not torch.cuda.is_available():
@@ -271,15 +271,15 @@ def test_device_and_dtype_resolution() -> None:
 def test_fast_dtype_is_bfloat16_only_on_cpus_with_a_bfloat16_unit(
     flags: set[str], expected: torch.dtype, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import engine.local.loading as loading
+    import engine.local.devices as devices
 
-    monkeypatch.setattr(loading, "cpu_flags", lambda: frozenset(flags))
-    assert loading.resolve_dtype("fast", torch.device("cpu")) is expected
-    assert loading.resolve_dtype("auto", torch.device("cpu")) is torch.float32  # exact stays
+    monkeypatch.setattr(devices, "cpu_flags", lambda: frozenset(flags))
+    assert devices.resolve_dtype("fast", torch.device("cpu")) is expected
+    assert devices.resolve_dtype("auto", torch.device("cpu")) is torch.float32  # exact stays
 
 
 def test_fast_dtype_loads_and_scores_close_to_float32(bert_ce: Path) -> None:
-    from engine.local.loading import resolve_dtype
+    from engine.local.devices import resolve_dtype
 
     fast = Scorer.load(bert_ce, dtype="fast")
     want = resolve_dtype("fast", torch.device("cpu"))

@@ -181,8 +181,8 @@ def test_long_calls_release_memory_from_their_first_batch() -> None:
 
 @pytest.mark.parametrize(
     ("family", "module"),
-    [("bert_ce", "cross_encoder"), ("st_bi_encoder", "encoder"),
-     ("colbert_ir", "late_interaction")],
+    [("bert_ce", "runner"), ("st_bi_encoder", "runner"), ("colbert_ir", "runner"),
+     ("qwen3_llm_reranker", "runner")],
 )
 def test_a_long_call_hands_memory_back_after_every_batch(
     family: str, module: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
@@ -206,11 +206,11 @@ def test_a_long_call_hands_memory_back_after_every_batch(
 def test_late_interaction_releases_memory_only_after_batches_the_model_ran(
     colbert_ir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import engine.local.late_interaction as late
+    import engine.local.runner as runner
 
     scorer = Scorer.load(colbert_ir, batch_size=2, doc_cache_size=1000)
     released: list[int] = []
-    monkeypatch.setattr(late, "release_freed_memory", lambda: released.append(1))
+    monkeypatch.setattr(runner, "release_freed_memory", lambda: released.append(1))
     monkeypatch.setattr(batching, "WINDOW", 7)
     scorer.score(QUERIES[0], MANY_DOCS)  # nothing cached yet: every batch runs the model
     windows_ = -(-len(MANY_DOCS) // 7)
@@ -221,7 +221,7 @@ def test_late_interaction_releases_memory_only_after_batches_the_model_ran(
     assert released == []
 
 
-@pytest.mark.parametrize("family", ["bert_ce", "st_bi_encoder", "colbert_ir"])
+@pytest.mark.parametrize("family", ["bert_ce", "st_bi_encoder", "colbert_ir", "qwen3_llm_reranker"])
 def test_a_call_longer_than_a_window_scores_like_short_calls(
     family: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -238,15 +238,18 @@ def test_a_call_longer_than_a_window_scores_like_short_calls(
     assert max(abs(a - b) for a, b in zip(got, whole_by_parts, strict=True)) <= 1e-5 * scale
 
 
-@pytest.mark.parametrize("family", ["bert_ce", "st_bi_encoder", "colbert_ir"])
+@pytest.mark.parametrize(
+    ("family", "limit"),
+    [("bert_ce", 32), ("st_bi_encoder", 32), ("colbert_ir", 32), ("qwen3_llm_reranker", 160)],
+)
 def test_overflow_error_names_the_callers_index_across_windows(
-    family: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+    family: str, limit: int, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = request.getfixturevalue(family)
     monkeypatch.setattr(batching, "WINDOW", 4)
     docs = [f"short {i}" for i in range(10)]
-    docs[9] = "long " * 80
-    scorer = Scorer.load(path, max_length=32, overflow="error")
+    docs[9] = "long " * 200
+    scorer = Scorer.load(path, max_length=limit, overflow="error")
     with pytest.raises(InputTooLongError, match=r"\b9 is \d+ tokens"):
         scorer.score(QUERIES[0], docs)
 
@@ -282,7 +285,7 @@ def test_doc_cache_size_is_validated(bert_encoder: Path, size: object) -> None:
 
 
 def test_cache_is_off_by_default(st_bi_encoder: Path) -> None:
-    assert Scorer.load(st_bi_encoder)._backend.doc_cache is None
+    assert Scorer.load(st_bi_encoder).cache_info() is None
 
 
 @pytest.mark.parametrize(
@@ -298,10 +301,11 @@ def test_cache_hit_returns_identical_scores(
     docs = MANY_DOCS[:20] + MANY_DOCS[:3]  # repeats inside one call, too
     reference = plain.score(QUERIES[0], docs)
     cold = cached.score(QUERIES[0], docs)
-    cache = cached._backend.doc_cache
-    assert len(cache) == 20 and cache.hits == 0
+    info = cached.cache_info()
+    assert info is not None and info.entries == 20 and info.hits == 0
     warm = cached.score(QUERIES[0], docs)
-    assert cache.hits == 20  # nothing went through the model the second time
+    info = cached.cache_info()
+    assert info is not None and info.hits == 20  # nothing went through the model this time
     assert [r.score for r in warm] == [r.score for r in cold]  # bit-identical
     for a, b in zip(reference, warm, strict=True):
         assert (a.index, a.truncated, a.num_tokens) == (b.index, b.truncated, b.num_tokens)
@@ -320,12 +324,12 @@ def test_cache_stays_bounded(family: str, request: pytest.FixtureRequest) -> Non
     scorer = Scorer.load(path, doc_cache_size=5)
     plain = Scorer.load(path)
     got = _scores(scorer, QUERIES[0], MANY_DOCS[:12])
-    assert len(scorer._backend.doc_cache) == 5
+    assert scorer.cache_info().entries == 5
     assert got == pytest.approx(_scores(plain, QUERIES[0], MANY_DOCS[:12]), rel=1e-6, abs=1e-6)
     # Evicted documents are encoded again, and still score right.
     again = _scores(scorer, QUERIES[0], MANY_DOCS[:12])
     assert again == pytest.approx(got, rel=1e-6, abs=1e-6)
-    assert len(scorer._backend.doc_cache) == 5
+    assert scorer.cache_info().entries == 5
 
 
 @pytest.mark.parametrize("family", ["st_bi_encoder", "colbert_ir"])

@@ -1,116 +1,40 @@
-"""What every local backend shares: tokenizing with explicit truncation, and the batch loop.
+"""What every local backend is: a loaded model that plugs its stages into the one runner.
 
-A backend has three stages (prepare → forward → finalize): ``prepare`` tokenizes on the CPU,
-``forward`` is the only code that touches the device (under ``torch.inference_mode``), and
-``finalize`` turns tensors into Python floats.
+For each call a backend builds :class:`~engine.local.runner.Stages` (prepare → forward → head)
+and the :class:`~engine.local.runner.BatchRunner` drives them: windows, batch plans, the document
+cache, progress and memory release live there, once. The backends differ only in their stages,
+the way vLLM composes a pooler from a pooling method and a head over one model runner:
+
+======================  ============================  ================  ========================
+backend                 prepare                       forward           head
+======================  ============================  ================  ========================
+CrossEncoderBackend     tokenizer(query, document)    classifier model  activation → score
+LLMRerankerBackend      template → tokenizer(prompt)  decoder stack     pool → w·h → activation
+BiEncoderBackend        tokenizer(text)               encoder           pool → Dense → normalise
+LateInteractionBackend  tokenizer(text) (+ markers)   encoder           project → normalise
+======================  ============================  ================  ========================
+
+then cosine (bi-encoder) or MaxSim (late interaction) over the pairs.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 
+from ..calls import ScoreCall
 from ..config import ScorerConfig
-from ..errors import InputTooLongError
-from ..types import ScoreResult, ScoreType
-from .loading import CheckpointInfo
+from ..types import CacheInfo, ScoreResult, ScoreType
+from .checkpoint import CheckpointInfo
+from .runner import BatchRunner, ProgressFn
 
-ProgressFn = Callable[[int], None]
-
-
-@dataclass(frozen=True, kw_only=True)
-class Tokenized:
-    """Token ids of several inputs, unpadded, with which ones were cut."""
-
-    input_ids: list[list[int]]
-    token_type_ids: list[list[int]] | None
-    truncated: list[bool]
-
-
-def _encode(tokenizer: Any, first: list[str], second: list[str] | None, **kwargs: Any) -> Any:
-    # verbose=False: we report over-long inputs ourselves, per result.
-    return tokenizer(
-        first, second, add_special_tokens=True, padding=False, verbose=False, **kwargs
-    )
-
-
-def tokenize(
-    tokenizer: Any,
-    texts: Sequence[str],
-    pairs_with: Sequence[str] | None = None,
-    *,
-    limit: int,
-    strategy: str,
-    overflow: str,
-    what: str = "input",
-    positions: Sequence[int] | None = None,
-) -> Tokenized:
-    """Tokenize texts (or text pairs) and fit each to ``limit`` tokens without hiding it.
-
-    Inputs over the limit are re-tokenized with ``strategy`` ("only_second" cuts the document of a
-    pair; "longest_first" is HF's default and vLLM's for truncate_prompt_tokens; "right" for single
-    texts). With ``overflow="error"`` an over-long input raises instead, naming its index (its
-    entry in ``positions`` when the texts are a subset of the caller's input).
-    """
-    first = list(texts)
-    second = list(pairs_with) if pairs_with is not None else None
-    enc = _encode(tokenizer, first, second)
-    ids: list[list[int]] = enc["input_ids"]
-    types: list[list[int]] | None = enc.get("token_type_ids")
-    over = [i for i, seq in enumerate(ids) if len(seq) > limit]
-    truncated = [False] * len(ids)
-    if not over:
-        return Tokenized(input_ids=ids, token_type_ids=types, truncated=truncated)
-    if overflow == "error":
-        i = over[0]
-        shown = positions[i] if positions is not None else i
-        raise InputTooLongError(
-            f"{what} {shown} is {len(ids[i])} tokens, over the limit of {limit} "
-            f"({len(over)} of {len(ids)} inputs are too long). Shorten it, or load with "
-            "overflow='truncate' (or pass truncate_prompt_tokens) to cut it and flag the result."
-        )
-    sub_first = [first[i] for i in over]
-    sub_second = [second[i] for i in over] if second is not None else None
-    if second is None:
-        cut = _encode(tokenizer, sub_first, None, truncation=True, max_length=limit)
-    else:
-        try:
-            cut = _encode(tokenizer, sub_first, sub_second, truncation=strategy, max_length=limit)
-        except Exception:
-            # "only_second" can't help when the query alone is over the limit: cut both sides.
-            cut = _encode(
-                tokenizer, sub_first, sub_second, truncation="longest_first", max_length=limit
-            )
-    for j, i in enumerate(over):
-        ids[i] = cut["input_ids"][j]
-        if types is not None:
-            types[i] = cut["token_type_ids"][j]
-        truncated[i] = True
-    return Tokenized(input_ids=ids, token_type_ids=types, truncated=truncated)
-
-
-def distinct(texts: list[str], index: list[int]) -> tuple[list[str], list[int], list[int]]:
-    """Each distinct text once, ``index`` remapped onto them, and where each first appears.
-
-    So identical queries of an N:N call are encoded once, like the query of a 1:N call.
-    """
-    slot: dict[str, int] = {}
-    first: list[int] = []
-    remap = []
-    for i, text in enumerate(texts):
-        if text not in slot:
-            slot[text] = len(slot)
-            first.append(i)
-        remap.append(slot[text])
-    return list(slot), [remap[i] for i in index], first
+__all__ = ["LocalBackend", "score_results"]
 
 
 class LocalBackend(ABC):
-    """One loaded model that scores pairs. Subclasses plug in the encoder and the head."""
+    """One loaded model that scores pairs (see the module docstring for the stages)."""
 
     score_type: ClassVar[ScoreType]
 
@@ -122,6 +46,9 @@ class LocalBackend(ABC):
         self.config = config
         self.device = device
         self.dtype = dtype
+        self.runner = BatchRunner(
+            batch_size=config.batch_size, max_tokens_per_batch=config.max_tokens_per_batch
+        )
 
     @property
     @abstractmethod
@@ -129,28 +56,52 @@ class LocalBackend(ABC):
         """Longest model input in tokens (after the user's max_length cap)."""
 
     @abstractmethod
+    def modules(self) -> list[torch.nn.Module]:
+        """The torch modules holding this backend's weights."""
+
+    @abstractmethod
     def score_pairs(
-        self,
-        queries: list[str],
-        documents: list[str],
-        query_index: list[int],
-        *,
-        use_activation: bool,
-        truncate_prompt_tokens: int | None,
-        progress: ProgressFn | None = None,
+        self, call: ScoreCall, *, progress: ProgressFn | None = None
     ) -> list[ScoreResult]:
-        """Score pair k = (queries[query_index[k]], documents[k]); results in pair order."""
+        """Score pair k = (call.queries[call.query_index[k]], call.documents[k]), in pair order.
+
+        ``call`` is already checked (``engine.calls.check_call``); its truncate_prompt_tokens is
+        resolved against :attr:`max_length`.
+        """
+
+    def text_limit(self, call: ScoreCall) -> tuple[int, str]:
+        """(token limit, overflow rule) for texts encoded on their own (bi-encoder, late
+        interaction): truncate_prompt_tokens cuts without asking, else the model's limit and
+        the configured overflow."""
+        if call.truncate_prompt_tokens:
+            return call.truncate_prompt_tokens, "truncate"
+        return self.max_length, self.config.overflow
+
+    def weights_bytes(self) -> int:
+        """Bytes the loaded weights take (parameters and buffers, counted once)."""
+        seen: set[int] = set()
+        total = 0
+        for module in self.modules():
+            for tensor in [*module.parameters(), *module.buffers()]:
+                key = tensor.data_ptr()
+                if key not in seen:
+                    seen.add(key)
+                    total += tensor.numel() * tensor.element_size()
+        return total
+
+    def cache_info(self) -> CacheInfo | None:
+        """The document cache's counters, or None for a backend without one."""
+        return None
+
+    def clear_cache(self) -> None:  # noqa: B027 (a no-op unless the backend has a cache)
+        """Empty the document cache (a no-op without one)."""
 
 
-def cap_max_length(limits: tuple[int, int], user_limit: int | None) -> int:
-    """The model's default limit, or the user's max_length if it fits the position table."""
-    default, hard = limits
-    if user_limit is None:
-        return default
-    if user_limit > hard:
-        from ..errors import InputError
-
-        raise InputError(
-            f"max_length={user_limit} is more than this model can read ({hard} positions)."
-        )
-    return user_limit
+def score_results(
+    scores: list[float], truncated: list[bool], num_tokens: list[int]
+) -> list[ScoreResult]:
+    """One ScoreResult per pair, in pair order (cross-encoder and LLM reranker)."""
+    return [
+        ScoreResult(index=i, score=s, truncated=cut, num_tokens=n)
+        for i, (s, cut, n) in enumerate(zip(scores, truncated, num_tokens, strict=True))
+    ]

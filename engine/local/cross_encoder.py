@@ -6,26 +6,18 @@ from typing import Any
 
 import torch
 
+from ..calls import ScoreCall
 from ..config import ScorerConfig
+from ..errors import UnsupportedScoreType
 from ..types import ScoreResult, ScoreType
-from .base import LocalBackend, ProgressFn, Tokenized, cap_max_length, tokenize
-from .batching import (
-    pad,
-    pad_values,
-    plan_batches,
-    release_after_each_batch,
-    release_freed_memory,
-    windows,
-)
+from .base import LocalBackend, score_results
+from .batching import pad, pad_values
+from .checkpoint import CheckpointInfo, cap_max_length, model_max_length
 from .heads import Activation, finalize_logits, resolve_activation
-from .loading import (
-    CheckpointInfo,
-    cached,
-    load_pretrained,
-    load_tokenizer,
-    model_max_length,
-)
-from .packed import build_packed_classifier, pack, use_packed
+from .packed import build_packed_classifier, pack
+from .runner import Prepared, ProgressFn, Stages
+from .tokenizing import tokenize
+from .weights import cached, load_pretrained, load_tokenizer
 
 
 class CrossEncoderBackend(LocalBackend):
@@ -52,8 +44,6 @@ class CrossEncoderBackend(LocalBackend):
             info.config, info.st_config, self.num_labels
         )
         if self.num_labels not in (1, 2):
-            from ..errors import UnsupportedScoreType
-
             raise UnsupportedScoreType(
                 f"{info.path} has {self.num_labels} labels; a cross-encoder score needs 1 (a "
                 "relevance logit) or 2 (not relevant / relevant)."
@@ -79,28 +69,31 @@ class CrossEncoderBackend(LocalBackend):
     def max_length(self) -> int:
         return self._max_length
 
+    def modules(self) -> list[torch.nn.Module]:
+        return [self.model]
+
     # -- prepare ---------------------------------------------------------------------------------
     def prepare(
-        self, queries: list[str], documents: list[str], query_index: list[int],
-        truncate_prompt_tokens: int | None, positions: list[int] | None = None,
-    ) -> Tokenized:
-        """Token ids of the pairs; ``positions``: their indices in the call (error messages)."""
-        pair_queries = [queries[q] for q in query_index]
+        self, queries: list[str], documents: list[str], truncate_prompt_tokens: int | None,
+        positions: list[int] | None = None,
+    ) -> Prepared:
+        """Token ids of the pairs (queries[k], documents[k]); ``positions``: their indices in
+        the call (for error messages)."""
         if truncate_prompt_tokens is not None:
             # vLLM: truncate_prompt_tokens cuts the combined pair with HF's longest_first.
             return tokenize(
-                self.tokenizer, pair_queries, documents, limit=truncate_prompt_tokens,
+                self.tokenizer, queries, documents, limit=truncate_prompt_tokens,
                 strategy="longest_first", overflow="truncate", what="pair", positions=positions,
             )
         return tokenize(
-            self.tokenizer, pair_queries, documents, limit=self._max_length,
+            self.tokenizer, queries, documents, limit=self._max_length,
             strategy="only_second", overflow=self.config.overflow, what="pair",
             positions=positions,
         )
 
     # -- forward ---------------------------------------------------------------------------------
     def forward(
-        self, ids: list[list[int]], type_ids: list[list[int]] | None, *, packed: bool = False
+        self, ids: list[list[int]], type_ids: list[list[int]] | None, packed: bool = False
     ) -> torch.Tensor:
         """Logits [B, num_labels] for one batch of unpadded id lists.
 
@@ -121,51 +114,22 @@ class CrossEncoderBackend(LocalBackend):
         with torch.inference_mode():
             return self.model(**kwargs).logits  # type: ignore[no-any-return]
 
+    # -- the call --------------------------------------------------------------------------------
     def score_pairs(
-        self,
-        queries: list[str],
-        documents: list[str],
-        query_index: list[int],
-        *,
-        use_activation: bool,
-        truncate_prompt_tokens: int | None,
-        progress: ProgressFn | None = None,
+        self, call: ScoreCall, *, progress: ProgressFn | None = None
     ) -> list[ScoreResult]:
-        n = len(documents)
-        scores, cut, lengths = [0.0] * n, [False] * n, [0] * n
-        # A window at a time, so token ids of a 10,000-pair call are never all held at once.
-        for lo, hi in windows(n):
-            tok = self.prepare(
-                queries, documents[lo:hi], query_index[lo:hi], truncate_prompt_tokens,
-                positions=list(range(lo, hi)),
-            )
-            sizes = [len(s) for s in tok.input_ids]
-            packed = use_packed(None if self._packed is None else self._packed[0], sizes)
-            plan = plan_batches(
-                sizes, max_batch_size=self.config.batch_size,
-                max_tokens_per_batch=self.config.max_tokens_per_batch, padded=not packed,
-            )
-            release = release_after_each_batch(n, len(plan))
-            if release:  # what the tokenizer freed (its encodings of the whole window)
-                release_freed_memory()
-            for batch in plan:
-                logits = self.forward(
-                    [tok.input_ids[i] for i in batch],
-                    [tok.token_type_ids[i] for i in batch]
-                    if tok.token_type_ids is not None else None,
-                    packed=packed,
-                )
-                # finalize: activation in float32, then Python floats in caller order.
-                values = finalize_logits(logits, self.activation, use_activation=use_activation)
-                for i, v in zip(batch, values.tolist(), strict=True):
-                    scores[lo + i] = float(v)
-                if progress is not None:
-                    progress(len(batch))
-                del logits
-                if release:
-                    release_freed_memory()
-            cut[lo:hi], lengths[lo:hi] = tok.truncated, sizes
-        return [
-            ScoreResult(index=i, score=scores[i], truncated=cut[i], num_tokens=lengths[i])
-            for i in range(n)
-        ]
+        pair_queries = [call.queries[q] for q in call.query_index]
+        stages: Stages[torch.Tensor] = Stages(
+            prepare=lambda items: self.prepare(
+                [pair_queries[i] for i in items], [call.documents[i] for i in items],
+                call.truncate_prompt_tokens, positions=items,
+            ),
+            forward=self.forward,
+            # head: activation in float32 → one score per pair [B]
+            head=lambda logits, _: finalize_logits(
+                logits, self.activation, use_activation=call.activation
+            ),
+            packed=None if self._packed is None else self._packed[0],
+        )
+        scores, coverage = self.runner.scores(len(call.documents), stages, progress=progress)
+        return score_results(scores, coverage.truncated, coverage.num_tokens)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..types import CacheInfo
+
 __all__ = ["CachedEncoding", "EncodingCache", "encoding_key"]
 
 
@@ -77,6 +79,12 @@ class EncodingCache:
             self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
+
+    def info(self) -> CacheInfo:
+        """Hits, misses and size, as ``functools.lru_cache``'s ``cache_info()``."""
+        with self._lock:
+            return CacheInfo(hits=self.hits, misses=self.misses, entries=len(self._entries),
+                             max_entries=self.max_entries)
 
     def clear(self) -> None:
         with self._lock:

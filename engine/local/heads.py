@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from ..errors import UnsupportedScoreType
 
-__all__ = ["Activation", "finalize_logits", "resolve_activation"]
+__all__ = [
+    "Activation", "finalize_logits", "linear_head", "resolve_activation", "token_score_weight",
+]
 
 
 class Activation(str, enum.Enum):
@@ -75,3 +78,27 @@ def finalize_logits(
     raise UnsupportedScoreType(
         f"A cross-encoder score needs a head with 1 or 2 labels, this one has {z.shape[-1]}."
     )
+
+
+def token_score_weight(lm_head: torch.Tensor, ids: Sequence[int], method: str) -> torch.Tensor:
+    """The one-label score weight [1, H] built from LM-head rows ``lm_head`` [V, H], in float32.
+
+    An LLM reranker converted from token logits (vLLM's ``classifier_from_token``) never runs
+    its vocabulary-sized head: from_2_way_softmax uses w = W[t1] − W[t0], so h·w = z_t1 − z_t0
+    and sigmoid of it is the t1 entry of softmax([z_t0, z_t1]); no_post_processing (one token)
+    uses w = W[t].
+    """
+    # NOTE: like vLLM's converted head, this skips any final_logit_softcapping (Gemma 2/3) and
+    # LM-head bias; the real rerankers (Qwen, Gemma 1, Qwen2) have neither.
+    rows = lm_head[list(ids)].float()  # [T, H]
+    if method == "from_2_way_softmax":
+        return (rows[1] - rows[0]).unsqueeze(0)  # [1, H]
+    return rows  # [1, H]
+
+
+def linear_head(
+    pooled: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+) -> torch.Tensor:
+    """Head logits [B, C] in float32 from pooled states [B, H] (vLLM's float32 score head)."""
+    out = pooled.float() @ weight.T  # [B, C]
+    return out + bias if bias is not None else out

@@ -3,26 +3,22 @@
 from __future__ import annotations
 
 import string
-from typing import Any
 
 import torch
 
+from ..calls import ScoreCall
 from ..config import ScorerConfig
 from ..errors import ModelLoadError
-from ..types import ScoreResult, ScoreType
-from .base import LocalBackend, ProgressFn, Tokenized, cap_max_length, distinct
-from .batching import (
-    pad,
-    plan_batches,
-    release_after_each_batch,
-    release_freed_memory,
-    windows,
-)
+from ..types import CacheInfo, ScoreResult, ScoreType
+from .base import LocalBackend
+from .batching import pad
+from .checkpoint import CheckpointInfo, cap_max_length, model_max_length
 from .doc_cache import CachedEncoding, encoding_key, make_cache
-from .encoder import load_st_dense, load_state_dict, shared_encoder
-from .loading import CheckpointInfo, model_max_length
-from .packed import use_packed
+from .encoder import shared_encoder
+from .runner import Coverage, Prepared, ProgressFn, RowCache, Stages
 from .similarity import maxsim, normalize_tokens
+from .tokenizing import distinct
+from .weights import load_st_dense, load_state_dict
 
 
 def load_projection(info: CheckpointInfo) -> tuple[torch.nn.Module | None, str | None]:
@@ -86,6 +82,16 @@ class LateInteractionBackend(LocalBackend):
     def max_length(self) -> int:
         return self._max_length
 
+    def modules(self) -> list[torch.nn.Module]:
+        return [self.encoder.model] + ([self.projection] if self.projection is not None else [])
+
+    def cache_info(self) -> CacheInfo | None:
+        return None if self.doc_cache is None else self.doc_cache.info()
+
+    def clear_cache(self) -> None:
+        if self.doc_cache is not None:
+            self.doc_cache.clear()
+
     def _init_markers(self) -> None:
         tok = self.encoder.tokenizer
         vocab = tok.get_vocab()
@@ -111,31 +117,54 @@ class LateInteractionBackend(LocalBackend):
         }
 
     # -- prepare ---------------------------------------------------------------------------------
-    def _tokenize(
+    def prepare(
         self, texts: list[str], *, limit: int, overflow: str, query: bool,
         positions: list[int] | None = None,
-    ) -> Tokenized:
+    ) -> Prepared:
+        """Token ids of queries or documents, with ColBERT's marker where asked for."""
+        what = "query" if query else "document"
         if not self.config.colbert_markers:
-            plain: Tokenized = self.encoder.tokenize(
-                texts, limit=limit, overflow=overflow, what="query" if query else "document",
-                positions=positions,
+            plain: Prepared = self.encoder.tokenize(
+                texts, limit=limit, overflow=overflow, what=what, positions=positions
             )
             return plain
         # Room for the marker inserted after the first special token.
         length = min(self.config.query_length, limit) if query else limit
         tok = self.encoder.tokenize(
-            texts, limit=length - 1, overflow="truncate" if query else overflow,
-            what="query" if query else "document", positions=positions,
+            texts, limit=length - 1, overflow="truncate" if query else overflow, what=what,
+            positions=positions,
         )
         marker = self.query_marker if query else self.doc_marker
         ids = [seq[:1] + [marker] + seq[1:] for seq in tok.input_ids]
-        return Tokenized(input_ids=ids, token_type_ids=None, truncated=tok.truncated)
+        return Prepared(input_ids=ids, token_type_ids=None, truncated=tok.truncated)
 
     # -- forward ---------------------------------------------------------------------------------
-    def _vectors(
-        self, hidden: torch.Tensor, mask: torch.Tensor, use_activation: bool
+    def forward_augmented(
+        self, ids: list[list[int]], _type_ids: list[list[int]] | None = None,
+        _packed: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """ColBERT query augmentation: queries padded with [MASK] to ``query_length``.
+
+        The model doesn't attend to the expansion tokens, but their output vectors take part in
+        MaxSim, so the returned scoring mask [B, L] is all ones.
+        """
+        length = max(self.config.query_length, max(len(s) for s in ids))
+        mask_id = int(self.encoder.tokenizer.mask_token_id)
+        input_ids = torch.full((len(ids), length), mask_id, dtype=torch.long)  # [B, L]
+        attention = torch.zeros((len(ids), length), dtype=torch.long)  # [B, L]
+        for row, seq in enumerate(ids):
+            input_ids[row, : len(seq)] = torch.as_tensor(seq)
+            attention[row, : len(seq)] = 1
+        hidden = self.encoder.forward_padded(input_ids, attention)  # [B, L, H]
+        return hidden, torch.ones_like(attention, device=self.device)
+
+    # -- head ------------------------------------------------------------------------------------
+    def head(
+        self, states: tuple[torch.Tensor, torch.Tensor], ids: list[list[int]], *,
+        use_activation: bool, document: bool,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Token states [B, L, H] → token vectors [B, L, D] (float32) and scoring mask [B, L]."""
+        hidden, mask = states
         vectors = hidden.float()
         if self.projection is not None:
             with torch.inference_mode():
@@ -145,181 +174,9 @@ class LateInteractionBackend(LocalBackend):
         mask = mask.clone()
         if self.drop_bos:
             mask[:, 0] = 0
+        if document and self.config.colbert_markers:
+            mask = self._skip_punctuation(ids, mask)
         return vectors, mask
-
-    def _encode_queries(
-        self, ids: list[list[int]], use_activation: bool
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Query token vectors [Q, Lq, D] and scoring masks [Q, Lq], in input order."""
-        if self.config.colbert_markers:
-            return self._encode_augmented_queries(ids, use_activation)
-        width = max(len(s) for s in ids)
-        out_v: torch.Tensor | None = None
-        out_m = torch.zeros((len(ids), width), dtype=torch.long, device=self.device)
-        for batch in self.encoder.batches(
-            ids, max_batch_size=self.config.batch_size,
-            max_tokens_per_batch=self.config.max_tokens_per_batch,
-        ):
-            v, m = self._vectors(batch.hidden, batch.mask, use_activation)
-            if out_v is None:
-                out_v = torch.zeros((len(ids), width, v.shape[-1]), device=self.device)
-            out_v[batch.indices, : v.shape[1]] = v
-            out_m[batch.indices, : m.shape[1]] = m
-        assert out_v is not None
-        return out_v, out_m
-
-    def _encode_augmented_queries(
-        self, ids: list[list[int]], use_activation: bool
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        # ColBERT query augmentation: pad with [MASK] to query_length; the model doesn't attend to
-        # the expansion tokens, but their output vectors take part in MaxSim.
-        length = max(self.config.query_length, max(len(s) for s in ids))
-        mask_id = int(self.encoder.tokenizer.mask_token_id)
-        input_ids = torch.full((len(ids), length), mask_id, dtype=torch.long)
-        attention = torch.zeros((len(ids), length), dtype=torch.long)
-        for row, seq in enumerate(ids):
-            input_ids[row, : len(seq)] = torch.as_tensor(seq)
-            attention[row, : len(seq)] = 1
-        kwargs = {
-            "input_ids": input_ids.to(self.device), "attention_mask": attention.to(self.device)
-        }
-        if self.encoder._uses_token_types:
-            kwargs["token_type_ids"] = torch.zeros_like(kwargs["input_ids"])
-        with torch.inference_mode():
-            hidden = self.encoder.model(**kwargs).last_hidden_state
-        v, _ = self._vectors(hidden, attention.to(self.device), use_activation)
-        return v, torch.ones_like(attention, device=self.device)
-
-    def score_pairs(
-        self,
-        queries: list[str],
-        documents: list[str],
-        query_index: list[int],
-        *,
-        use_activation: bool,
-        truncate_prompt_tokens: int | None,
-        progress: ProgressFn | None = None,
-    ) -> list[ScoreResult]:
-        limit = truncate_prompt_tokens or self._max_length
-        overflow = "truncate" if truncate_prompt_tokens else self.config.overflow
-        # Each distinct query is encoded once, however many documents it is paired with.
-        queries, query_index, q_first = distinct(queries, query_index)
-        q_tok = self._tokenize(queries, limit=limit, overflow=overflow, query=True,
-                               positions=q_first)
-        # Identical documents are encoded once; with a document cache, so are documents seen in
-        # earlier calls (same text, limit, overflow rule and use_activation).
-        where: dict[str, list[int]] = {}
-        for k, d in enumerate(documents):
-            where.setdefault(d, []).append(k)
-        texts = list(where)
-        q_vec, q_mask = self._encode_queries(q_tok.input_ids, use_activation)  # [Q, Lq, D]
-        scores = [0.0] * len(documents)
-        lengths: list[int] = []
-        doc_cut: list[bool] = []
-        # A window of distinct documents at a time, so token ids of 10,000 documents are never
-        # all held at once. Windows, and the plan in each, depend on the documents alone, so a
-        # call that finds everything in the cache batches exactly as the call that filled it and
-        # gives bit-identical scores.
-        for lo, hi in windows(len(texts)):
-            keys = [
-                encoding_key(t, limit=limit, overflow=overflow, use_activation=use_activation)
-                for t in texts[lo:hi]
-            ]
-            cache = self.doc_cache
-            entries = [cache.get(key) if cache is not None else None for key in keys]
-            miss = [u for u, entry in enumerate(entries) if entry is None]
-            fresh: dict[int, tuple[list[int], bool]] = {}
-            if miss:
-                tok = self._tokenize(
-                    [texts[lo + u] for u in miss], limit=limit, overflow=overflow, query=False,
-                    positions=[where[texts[lo + u]][0] for u in miss],
-                )
-                fresh = {u: (tok.input_ids[j], tok.truncated[j]) for j, u in enumerate(miss)}
-            sizes = [e.num_tokens if e is not None else len(fresh[u][0])
-                     for u, e in enumerate(entries)]
-            lengths += sizes
-            doc_cut += [e.truncated if e is not None else fresh[u][1]
-                        for u, e in enumerate(entries)]
-            packed = use_packed(self.encoder.packed, sizes)
-            plan = plan_batches(
-                sizes, max_batch_size=self.config.batch_size,
-                max_tokens_per_batch=self.config.max_tokens_per_batch, padded=not packed,
-            )
-            release = release_after_each_batch(len(texts), len(plan))
-            if release and miss:  # what the tokenizer freed
-                release_freed_memory()
-            for batch in plan:
-                # Decided before _document_vectors fills ``entries`` in: did the model run?
-                encoded = any(entries[u] is None for u in batch)
-                d_vec, d_mask = self._document_vectors(
-                    batch, entries, fresh, keys, packed=packed, use_activation=use_activation
-                )  # [B, Ld, D], [B, Ld]
-                pairs = [k for u in batch for k in where[texts[lo + u]]]
-                rows = torch.as_tensor([query_index[k] for k in pairs], device=self.device)
-                if len(pairs) != len(batch):  # a document repeated within the call
-                    drows = torch.as_tensor(
-                        [j for j, u in enumerate(batch) for _ in where[texts[lo + u]]],
-                        device=self.device,
-                    )
-                    d_vec, d_mask = d_vec[drows], d_mask[drows]
-                # One batched MaxSim for the whole batch; for 1:N, q_vec[rows] is the same query.
-                values = maxsim(q_vec[rows], d_vec, q_mask[rows], d_mask)  # [P]
-                for k, v in zip(pairs, values.tolist(), strict=True):
-                    scores[k] = float(v)
-                if progress is not None:
-                    progress(len(pairs))
-                del d_vec, d_mask
-                if release and encoded:  # a batch served from the cache freed nothing
-                    release_freed_memory()
-        slot = {t: u for u, t in enumerate(texts)}
-        return [
-            ScoreResult(
-                index=k,
-                score=scores[k],
-                truncated=q_tok.truncated[q] or doc_cut[slot[documents[k]]],
-                num_tokens=len(q_tok.input_ids[q]) + lengths[slot[documents[k]]],
-                query_tokens=len(q_tok.input_ids[q]),
-            )
-            for k, q in enumerate(query_index)
-        ]
-
-    def _document_vectors(
-        self, batch: list[int], entries: list[CachedEncoding | None],
-        fresh: dict[int, tuple[list[int], bool]], keys: list[Any], *, packed: bool,
-        use_activation: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token vectors [B, Ld, D] and scoring masks [B, Ld] of one batch of distinct documents.
-
-        Documents not in the cache go through the model (and into the cache); cached ones are
-        padded back into the batch with zeros, which their mask leaves out of MaxSim.
-        """
-        todo = [u for u in batch if entries[u] is None]
-        if todo:
-            ids = [fresh[u][0] for u in todo]
-            hidden, mask = self.encoder.run(ids, packed=packed)  # [M, L, H], [M, L]
-            new_vec, new_mask = self._vectors(hidden, mask, use_activation)  # [M, L, D]
-            if self.config.colbert_markers:
-                new_mask = self._skip_punctuation(ids, new_mask)
-            if len(todo) == len(batch) and self.doc_cache is None:
-                return new_vec, new_mask
-            for j, u in enumerate(todo):
-                n = len(ids[j])
-                # clone(): a slice would keep the whole batch tensor alive in the cache.
-                entry = CachedEncoding(
-                    value=new_vec[j, :n].clone(), mask=new_mask[j, :n].clone(),
-                    truncated=fresh[u][1], num_tokens=n,
-                )
-                entries[u] = entry
-                if self.doc_cache is not None:
-                    self.doc_cache.put(keys[u], entry)
-        done = [entries[u] for u in batch]
-        vec = torch.nn.utils.rnn.pad_sequence(
-            [e.value for e in done if e is not None], batch_first=True
-        )  # [B, Ld, D]
-        mask = torch.nn.utils.rnn.pad_sequence(
-            [e.mask for e in done if e is not None and e.mask is not None], batch_first=True
-        )  # [B, Ld]
-        return vec, mask
 
     def _skip_punctuation(self, ids: list[list[int]], mask: torch.Tensor) -> torch.Tensor:
         """``mask`` [B, L] with ColBERT's skiplist (punctuation tokens) set to 0."""
@@ -327,3 +184,118 @@ class LateInteractionBackend(LocalBackend):
         skip = torch.as_tensor(sorted(self.skip_ids), dtype=torch.long)
         drop = torch.isin(padded, skip).to(mask.device)  # [B, L]
         return mask.masked_fill(drop[:, : mask.shape[1]], 0)
+
+    def _stages(
+        self, texts: list[str], positions: list[int], *, limit: int, overflow: str,
+        use_activation: bool, query: bool,
+    ) -> Stages[tuple[torch.Tensor, torch.Tensor]]:
+        augmented = query and self.config.colbert_markers
+        return Stages(
+            prepare=lambda items: self.prepare(
+                [texts[i] for i in items], limit=limit, overflow=overflow, query=query,
+                positions=[positions[i] for i in items],
+            ),
+            forward=self.forward_augmented if augmented else self.encoder.forward,
+            head=lambda states, ids: self.head(
+                states, ids, use_activation=use_activation, document=not query
+            ),
+            packed=None if augmented else self.encoder.packed,
+        )
+
+    # -- the call --------------------------------------------------------------------------------
+    def encode_queries(
+        self, queries: list[str], positions: list[int], *, limit: int, overflow: str,
+        use_activation: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, Coverage]:
+        """Query token vectors [Q, Lq, D] and scoring masks [Q, Lq] in input order (zeros in
+        the padding), and which queries were cut."""
+        vectors: list[torch.Tensor] = [torch.empty(0)] * len(queries)
+        masks: list[torch.Tensor] = [torch.empty(0)] * len(queries)
+
+        def keep(items: list[int], rows: tuple[torch.Tensor, torch.Tensor]) -> None:
+            v, m = rows  # [B, L, D], [B, L]
+            for j, i in enumerate(items):
+                vectors[i], masks[i] = v[j], m[j]
+
+        stages = self._stages(queries, positions, limit=limit, overflow=overflow,
+                              use_activation=use_activation, query=True)
+        coverage = self.runner.run(len(queries), stages, keep)
+        # Each row is as wide as its batch; pad them to one width for MaxSim.
+        q_vec = torch.nn.utils.rnn.pad_sequence(vectors, batch_first=True)  # [Q, Lq, D]
+        q_mask = torch.nn.utils.rnn.pad_sequence(masks, batch_first=True)  # [Q, Lq]
+        return q_vec, q_mask, coverage
+
+    def score_pairs(
+        self, call: ScoreCall, *, progress: ProgressFn | None = None
+    ) -> list[ScoreResult]:
+        limit, overflow = self.text_limit(call)
+        use_activation = call.activation
+        # Each distinct query is encoded once, however many documents it is paired with.
+        queries, query_index, q_first = distinct(call.queries, call.query_index)
+        q_vec, q_mask, q_cov = self.encode_queries(
+            queries, q_first, limit=limit, overflow=overflow, use_activation=use_activation
+        )
+        # Identical documents are encoded once; with a document cache, so are documents seen in
+        # earlier calls (same text, limit, overflow rule and use_activation).
+        texts, doc_slot, d_first = distinct(call.documents, list(range(len(call.documents))))
+        pairs_of: list[list[int]] = [[] for _ in texts]
+        for k, slot in enumerate(doc_slot):
+            pairs_of[slot].append(k)
+        scores = [0.0] * len(call.documents)
+
+        def score_batch(items: list[int], rows: tuple[torch.Tensor, torch.Tensor]) -> None:
+            d_vec, d_mask = rows  # [B, Ld, D], [B, Ld]
+            pairs = [k for u in items for k in pairs_of[u]]
+            if len(pairs) != len(items):  # a document repeated within the call
+                repeat = torch.as_tensor(
+                    [j for j, u in enumerate(items) for _ in pairs_of[u]], device=self.device
+                )
+                d_vec, d_mask = d_vec[repeat], d_mask[repeat]
+            q_rows = torch.as_tensor([query_index[k] for k in pairs], device=self.device)
+            # One batched MaxSim for the whole batch; for 1:N, q_vec[q_rows] is one query.
+            values = maxsim(q_vec[q_rows], d_vec, q_mask[q_rows], d_mask)  # [P]
+            for k, v in zip(pairs, values.tolist(), strict=True):
+                scores[k] = float(v)
+
+        stages = self._stages(texts, d_first, limit=limit, overflow=overflow,
+                              use_activation=use_activation, query=False)
+        cache = None
+        if self.doc_cache is not None:
+            cache = RowCache(
+                cache=self.doc_cache,
+                keys=[encoding_key(t, limit=limit, overflow=overflow,
+                                   use_activation=use_activation) for t in texts],
+                split=_split_token_rows,
+                join=_join_token_rows,
+            )
+        d_cov = self.runner.run(
+            len(texts), stages, score_batch, weights=[len(p) for p in pairs_of],
+            progress=progress, cache=cache,
+        )
+        return [
+            ScoreResult(
+                index=k,
+                score=scores[k],
+                truncated=q_cov.truncated[q] or d_cov.truncated[doc_slot[k]],
+                num_tokens=q_cov.num_tokens[q] + d_cov.num_tokens[doc_slot[k]],
+                query_tokens=q_cov.num_tokens[q],
+            )
+            for k, q in enumerate(query_index)
+        ]
+
+
+def _split_token_rows(
+    rows: tuple[torch.Tensor, torch.Tensor], lengths: list[int]
+) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    # clone(): a slice would keep the whole batch tensor alive in the cache.
+    vec, mask = rows  # [B, L, D], [B, L]
+    return [(vec[j, :n].clone(), mask[j, :n].clone()) for j, n in enumerate(lengths)]
+
+
+def _join_token_rows(entries: list[CachedEncoding]) -> tuple[torch.Tensor, torch.Tensor]:
+    # Cached documents are padded back into one batch with zeros, which their mask leaves out.
+    vec = torch.nn.utils.rnn.pad_sequence([e.value for e in entries], batch_first=True)
+    mask = torch.nn.utils.rnn.pad_sequence(
+        [e.mask for e in entries if e.mask is not None], batch_first=True
+    )
+    return vec, mask  # [B, Ld, D], [B, Ld]

@@ -1,22 +1,41 @@
-"""Sequence pooling over token states with an attention mask (sentence-transformers' modes)."""
+"""Sequence pooling over token states with an attention mask: one place for every backend.
+
+The modes are sentence-transformers' (bi-encoders) plus what LLM rerankers read: the last real
+token of a decoder, the mean for nvidia's bidirectional Llama, the first token.
+"""
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["POOLING_MODES", "pool"]
+__all__ = ["POOLING_MODES", "last_token_index", "pool"]
 
 POOLING_MODES = ("cls", "mean", "max", "lasttoken", "mean_sqrt_len_tokens")
+
+
+def last_token_index(mask: torch.Tensor) -> torch.Tensor:
+    """Position of each row's last real token [B] from ``mask`` [B, L] (either padding side)."""
+    positions = torch.arange(mask.shape[1], device=mask.device)  # [L]
+    return (mask.long() * positions).argmax(dim=1)  # [B]
+
+
+def first_token_index(mask: torch.Tensor) -> torch.Tensor:
+    """Position of each row's first real token [B] from ``mask`` [B, L] (either padding side)."""
+    countdown = torch.arange(mask.shape[1], 0, -1, device=mask.device)  # [L]: L .. 1
+    return (mask.long() * countdown).argmax(dim=1)  # [B]
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
     """Pool ``hidden`` [B, L, H] with ``mask`` [B, L] (1 = real token) into [B, H].
 
-    Padding is excluded everywhere; special tokens are included (as in vLLM and ST).
-    ``lasttoken`` reads the last real token whichever side the padding is on.
+    Padding is excluded everywhere; special tokens are included (as in vLLM and ST). ``cls``
+    and ``lasttoken`` read the first / last real token whichever side the padding is on.
     """
+    rows = torch.arange(hidden.shape[0], device=hidden.device)  # [B]
     if mode == "cls":
-        return hidden[:, 0]  # [B, H]
+        return hidden[rows, first_token_index(mask)]  # [B, H]
+    if mode == "lasttoken":
+        return hidden[rows, last_token_index(mask)]  # [B, H]
     m = mask.unsqueeze(-1).to(hidden.dtype)  # [B, L, 1]
     if mode in ("mean", "mean_sqrt_len_tokens"):
         summed = (hidden * m).sum(dim=1)  # [B, H]
@@ -25,9 +44,4 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
     if mode == "max":
         filled = hidden.masked_fill(m == 0, torch.finfo(hidden.dtype).min)  # [B, L, H]
         return filled.max(dim=1).values  # [B, H]
-    if mode == "lasttoken":
-        # Position of the last 1 in each row: works for left and right padding.
-        positions = torch.arange(mask.shape[1], device=mask.device)  # [L]
-        last = (mask * positions).argmax(dim=1)  # [B]
-        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # [B, H]
     raise ValueError(f"Unknown pooling mode {mode!r}; options are {POOLING_MODES}.")

@@ -14,10 +14,9 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ..calls import ScorerBase, check_call
 from ..errors import InputError
-from ..pairing import as_text_list, pair_indices
-from ..ranking import rank
-from ..types import RerankResult, ScoreResult
+from ..types import ScoreResult
 from .adapters import ADAPTERS, Adapter, RemoteCall, get_adapter
 from .driver import HttpDriver, RetryPolicy
 
@@ -141,7 +140,7 @@ def merge_chunks(chunks: Sequence[Chunk], answers: Sequence[list[ScoreResult]], 
     return merged  # type: ignore[return-value]
 
 
-class RemoteScorer:
+class RemoteScorer(ScorerBase):
     """Score and rerank through a remote endpoint, with the local ``Scorer``'s methods and types.
 
     Flavours (``api=``) and their routes under ``base_url``:
@@ -261,28 +260,17 @@ class RemoteScorer:
         self, queries: Any, documents: Any, use_activation: bool | None,
         truncate_prompt_tokens: int | None,
     ) -> tuple[list[Chunk], int]:
-        q = as_text_list(queries, side="queries")
-        d = as_text_list(documents, side="documents")
-        query_index = pair_indices(len(q), len(d))
-        if use_activation is not None and not isinstance(use_activation, bool):
-            raise InputError(f"use_activation must be True, False or None, got {use_activation!r}.")
-        if truncate_prompt_tokens is not None and (
-            isinstance(truncate_prompt_tokens, bool) or not isinstance(truncate_prompt_tokens, int)
-            or truncate_prompt_tokens == 0 or truncate_prompt_tokens < -1
-        ):
-            raise InputError(
-                "truncate_prompt_tokens must be -1 (model maximum) or a positive int, got "
-                f"{truncate_prompt_tokens!r}."
-            )
+        call = check_call(queries, documents, use_activation=use_activation,
+                          truncate_prompt_tokens=truncate_prompt_tokens, max_length=None)
         # Refuse an option the API can't honour before anything is sent.
-        self.adapter.options(use_activation=use_activation,
-                             truncate_prompt_tokens=truncate_prompt_tokens)
+        self.adapter.options(use_activation=call.use_activation,
+                             truncate_prompt_tokens=call.truncate_prompt_tokens)
         chunks = plan_chunks(
-            q, d, query_index, cap=self.max_batch_size, native_pairs=self.adapter.native_pairs,
-            model=self.model, use_activation=use_activation,
-            truncate_prompt_tokens=truncate_prompt_tokens,
+            call.queries, call.documents, call.query_index, cap=self.max_batch_size,
+            native_pairs=self.adapter.native_pairs, model=self.model,
+            use_activation=call.use_activation, truncate_prompt_tokens=call.truncate_prompt_tokens,
         )
-        return chunks, len(d)
+        return chunks, len(call.documents)
 
     # -- sync --------------------------------------------------------------------------------------
     def _send(self, chunk: Chunk) -> list[ScoreResult]:
@@ -325,33 +313,6 @@ class RemoteScorer:
                     progress(len(chunks[i].pair_ids))
         return merge_chunks(chunks, answers, n)
 
-    def rerank(
-        self,
-        query: str,
-        documents: Sequence[str],
-        *,
-        top_n: int | None = None,
-        use_activation: bool | None = None,
-        truncate_prompt_tokens: int | None = None,
-    ) -> list[RerankResult]:
-        """Rank ``documents`` against ``query``, best first, ties in input order, cut to top_n.
-
-        Every document is scored (split to the server's cap), and ranking and ``top_n`` are
-        applied here, so the result is the same whatever the server sorts or caps.
-        """
-        docs = self._rerank_docs(query, documents)
-        return rank(self.score(query, docs, use_activation=use_activation,
-                               truncate_prompt_tokens=truncate_prompt_tokens), docs, top_n=top_n)
-
-    @staticmethod
-    def _rerank_docs(query: Any, documents: Any) -> list[str]:
-        if not isinstance(query, str):
-            raise InputError(
-                f"rerank takes one query string, got {type(query).__name__}; "
-                "use score() to pair several queries with documents."
-            )
-        return as_text_list(documents, side="documents")
-
     # -- async -------------------------------------------------------------------------------------
     async def _asend(self, chunk: Chunk, gate: asyncio.Semaphore) -> list[ScoreResult]:
         async with gate:
@@ -384,18 +345,3 @@ class RemoteScorer:
             if task in done and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
         return merge_chunks(chunks, [task.result() for task in tasks], n)
-
-    async def arerank(
-        self,
-        query: str,
-        documents: Sequence[str],
-        *,
-        top_n: int | None = None,
-        use_activation: bool | None = None,
-        truncate_prompt_tokens: int | None = None,
-    ) -> list[RerankResult]:
-        """Async :meth:`rerank`."""
-        docs = self._rerank_docs(query, documents)
-        results = await self.ascore(query, docs, use_activation=use_activation,
-                                    truncate_prompt_tokens=truncate_prompt_tokens)
-        return rank(results, docs, top_n=top_n)

@@ -1,4 +1,4 @@
-"""Finding a checkpoint, reading what it says about itself, and loading it once per process.
+"""Finding a checkpoint and reading what it says about itself (no weights loaded).
 
 Score-type detection reads only the checkpoint's own files (config.json architectures,
 sentence-transformers modules.json, ColBERT projection files); it never guesses from the
@@ -8,22 +8,20 @@ model's name.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
-import threading
-import weakref
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from ..errors import ModelLoadError, ScoreTypeDetectionError, UnsupportedScoreType
+from ..errors import InputError, ModelLoadError, ScoreTypeDetectionError, UnsupportedScoreType
 from ..types import ScoreType
 
-logger = logging.getLogger("engine")
+__all__ = [
+    "CheckpointInfo", "STModule", "cap_max_length", "check_score_type_supported",
+    "detect_score_type", "inspect_checkpoint", "model_max_length", "read_json",
+    "resolve_model_path",
+]
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -48,6 +46,8 @@ class CheckpointInfo:
     path: Path
     config: dict[str, Any]
     architectures: tuple[str, ...]
+    # config.json's own architectures, before any hf_overrides (what the weights are).
+    disk_architectures: tuple[str, ...] = ()
     st_modules: tuple[STModule, ...] = ()
     st_config: dict[str, Any] = field(default_factory=dict)
     sentence_bert_config: dict[str, Any] = field(default_factory=dict)
@@ -118,7 +118,7 @@ def resolve_model_path(model: str | os.PathLike[str], *, revision: str | None = 
     )
 
 
-def _read_json(path: Path) -> dict[str, Any] | list[Any] | None:
+def read_json(path: Path) -> dict[str, Any] | list[Any] | None:
     if not path.is_file():
         return None
     try:
@@ -144,7 +144,7 @@ def _safetensors_keys(path: Path) -> set[str]:
 
 def inspect_checkpoint(path: Path) -> CheckpointInfo:
     """Read config.json and the sentence-transformers/ColBERT files of a checkpoint folder."""
-    config = _read_json(path / "config.json")
+    config = read_json(path / "config.json")
     if not isinstance(config, dict):
         present = sorted(p.name for p in path.iterdir())[:12]
         raise ModelLoadError(
@@ -158,7 +158,7 @@ def inspect_checkpoint(path: Path) -> CheckpointInfo:
             f"{path} has a config.json but no weights (expected one of {list(WEIGHT_FILES)}). "
             "The checkpoint is incomplete."
         )
-    modules_raw = _read_json(path / "modules.json")
+    modules_raw = read_json(path / "modules.json")
     st_modules: list[STModule] = []
     if isinstance(modules_raw, list):
         for entry in modules_raw:
@@ -170,8 +170,8 @@ def inspect_checkpoint(path: Path) -> CheckpointInfo:
                     path=path / str(entry.get("path", "")),
                 )
             )
-    st_config = _read_json(path / "config_sentence_transformers.json")
-    sbert = _read_json(path / "sentence_bert_config.json")
+    st_config = read_json(path / "config_sentence_transformers.json")
+    sbert = read_json(path / "sentence_bert_config.json")
     colbert_in_weights = False
     st_path = path / "model.safetensors"
     if st_path.is_file():
@@ -181,6 +181,7 @@ def inspect_checkpoint(path: Path) -> CheckpointInfo:
         path=path,
         config=config,
         architectures=tuple(config.get("architectures") or ()),
+        disk_architectures=tuple(config.get("architectures") or ()),
         st_modules=tuple(st_modules),
         st_config=st_config if isinstance(st_config, dict) else {},
         sentence_bert_config=sbert if isinstance(sbert, dict) else {},
@@ -237,84 +238,6 @@ def check_score_type_supported(info: CheckpointInfo, score_type: ScoreType) -> N
         )
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    """"auto" picks cuda, then mps, then cpu; anything else is checked and used as given."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ModelLoadError(
-            f"device={device!r} is not a torch device; use 'auto', 'cpu', 'cuda', 'cuda:0' "
-            "or 'mps'."
-        ) from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ModelLoadError("device='cuda' was asked for but CUDA is not available; use 'cpu'.")
-    return resolved
-
-
-_DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "half": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-}
-
-
-# CPU flags (Linux /proc/cpuinfo names) of a native bfloat16 matrix unit. Without one, torch
-# emulates bfloat16 matmuls and "fast" would be slower than float32.
-_BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
-
-
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags from /proc/cpuinfo (empty where there is none, e.g. macOS)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.partition(":")[2].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
-def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
-    """The torch dtype for a ``dtype`` option.
-
-    "auto" is exact: float32 on CPU, bfloat16 (or float16) on GPUs. "fast" is bfloat16 wherever
-    the hardware runs it natively (GPUs; CPUs with AMX or AVX512-BF16), else what "auto" gives:
-    on the real MiniLM it kept rankings (Spearman >= 0.9996, top-10 overlap 1.0, bench/README.md)
-    at 1.5-1.7x our float32 speed on an AVX512-BF16 CPU.
-    """
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype == "fast" and device.type == "cpu":
-        return torch.bfloat16 if cpu_flags() & _BF16_CPU_FLAGS else torch.float32
-    if dtype in ("auto", "fast"):
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        if device.type == "mps":
-            return torch.float16
-        return torch.float32
-    try:
-        return _DTYPES[str(dtype).lower()]
-    except KeyError:
-        raise ModelLoadError(
-            f"dtype={dtype!r} is not supported; use 'auto', 'fast', 'float32', 'bfloat16' or "
-            "'float16'."
-        ) from None
-
-
 def model_max_length(info: CheckpointInfo, tokenizer: Any) -> tuple[int, int]:
     """(default, hard) input limits in tokens.
 
@@ -339,89 +262,13 @@ def model_max_length(info: CheckpointInfo, tokenizer: Any) -> tuple[int, int]:
     default = min(limits) if limits else 512
     return default, hard or max(default, 512)
 
-
-def load_tokenizer(path: Path, *, trust_remote_code: bool) -> Any:
-    from transformers import AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
-    except Exception as exc:
-        raise ModelLoadError(
-            f"Could not load a tokenizer from {path}: {exc}. The folder needs tokenizer.json or "
-            "the tokenizer files of its model family."
-        ) from exc
-    if not getattr(tokenizer, "is_fast", False):
-        logger.warning("%s has no fast tokenizer; tokenizing will be slow.", path)
-    return tokenizer
-
-
-def check_loading_info(
-    path: Path, loading_info: dict[str, Any], *, allow_missing: tuple[str, ...]
-) -> None:
-    """Turn weights missing from the checkpoint into an error instead of random values."""
-    missing = [
-        k for k in loading_info.get("missing_keys", ()) if not k.startswith(allow_missing)
-    ]
-    mismatched = list(loading_info.get("mismatched_keys", ()))
-    if missing or mismatched:
-        detail = f"missing: {missing[:5]}" if missing else f"mismatched: {mismatched[:5]}"
-        raise ModelLoadError(
-            f"The weights in {path} don't match its config.json ({detail}). Loading would use "
-            "random values; re-save the checkpoint or pass the right score_type."
+def cap_max_length(limits: tuple[int, int], user_limit: int | None) -> int:
+    """The model's default limit, or the user's max_length if it fits the position table."""
+    default, hard = limits
+    if user_limit is None:
+        return default
+    if user_limit > hard:
+        raise InputError(
+            f"max_length={user_limit} is more than this model can read ({hard} positions)."
         )
-
-
-class _Slot:
-    """A strong-referable box so cached bundles can live in a WeakValueDictionary."""
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-
-_CACHE: weakref.WeakValueDictionary[tuple[Any, ...], _Slot] = weakref.WeakValueDictionary()
-_CACHE_LOCK = threading.Lock()
-
-
-def cached(key: tuple[Any, ...], build: Callable[[], Any]) -> _Slot:
-    """Return the cached slot for ``key`` or build it; weights live while any scorer holds them."""
-    with _CACHE_LOCK:
-        slot = _CACHE.get(key)
-        if slot is None:
-            slot = _Slot(build())
-            _CACHE[key] = slot
-        return slot
-
-
-def load_pretrained(
-    loader: Any, path: Path, *, dtype: torch.dtype, device: torch.device, trust_remote_code: bool,
-    allow_missing: tuple[str, ...] = (), **kwargs: Any
-) -> torch.nn.Module:
-    """``loader.from_pretrained`` with clear errors, missing-weight checks and eval mode."""
-    from transformers.utils import logging as hf_logging
-
-    # transformers 5 draws a "Loading weights" bar per load; keep stderr for our own messages.
-    bar_was_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        model, info = loader.from_pretrained(
-            str(path),
-            dtype=dtype,
-            trust_remote_code=trust_remote_code,
-            output_loading_info=True,
-            **kwargs,
-        )
-    except ModelLoadError:
-        raise
-    except Exception as exc:
-        raise ModelLoadError(
-            f"Could not load the weights in {path}: {type(exc).__name__}: {exc}. The checkpoint "
-            "may be corrupt, of an architecture this transformers version doesn't know, or need "
-            "trust_remote_code=True (only if you trust its code)."
-        ) from exc
-    finally:
-        if bar_was_on:
-            hf_logging.enable_progress_bar()
-    check_loading_info(path, info, allow_missing=allow_missing)
-    model.to(device)
-    model.eval()
-    return model  # type: ignore[no-any-return]
+    return user_limit
