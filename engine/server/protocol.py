@@ -13,11 +13,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "ErrorResponse",
+    "ModelCard",
+    "ModelList",
     "MultiModalInput",
+    "RerankDocument",
     "RerankRequest",
     "RerankResponse",
+    "RerankResult",
+    "RerankUsage",
+    "ScoreData",
     "ScoreRequest",
     "ScoreResponse",
+    "UsageInfo",
 ]
 
 
@@ -78,15 +85,17 @@ class RerankRequest(_PoolingRequest):
     top_n: int = Field(0, ge=0)
 
 
-class _Usage(BaseModel):
+class UsageInfo(BaseModel):
+    """``/score`` usage (vLLM's UsageInfo): scoring reads prompts only."""
+
     prompt_tokens: int
     total_tokens: int
-    completion_tokens: int | None = None
+    completion_tokens: int | None = 0
     prompt_tokens_details: None = None
     completion_tokens_details: None = None
 
 
-class _ScoreData(BaseModel):
+class ScoreData(BaseModel):
     index: int
     object: Literal["score"] = "score"
     score: float
@@ -99,19 +108,26 @@ class ScoreResponse(BaseModel):
     object: Literal["list"] = "list"
     created: int
     model: str
-    data: list[_ScoreData]
-    usage: _Usage
+    data: list[ScoreData]
+    usage: UsageInfo
 
 
-class _RerankDocument(BaseModel):
+class RerankDocument(BaseModel):
     text: str | None
     multi_modal: list[dict[str, Any]] | None = None
 
 
-class _RerankResult(BaseModel):
+class RerankResult(BaseModel):
     index: int
-    document: _RerankDocument
+    document: RerankDocument
     relevance_score: float
+
+
+class RerankUsage(BaseModel):
+    """``/rerank`` usage (vLLM's RerankUsage)."""
+
+    prompt_tokens: int
+    total_tokens: int
 
 
 class RerankResponse(BaseModel):
@@ -119,8 +135,27 @@ class RerankResponse(BaseModel):
 
     id: str
     model: str
-    usage: _Usage
-    results: list[_RerankResult]
+    usage: RerankUsage
+    results: list[RerankResult]
+
+
+class ModelCard(BaseModel):
+    """One served model in ``/v1/models`` (OpenAI's shape, plus what scoring clients read)."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "scorer"
+    root: str
+    parent: str | None = None
+    max_model_len: int
+    score_type: str
+    permission: list[Any] = Field(default_factory=list)
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
 
 
 class _ErrorInfo(BaseModel):
