@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
+from .cli_options import add_model_options, load_from_args
 from .errors import ScorerError
 
 __all__ = ["main"]
@@ -24,33 +25,8 @@ SUBCOMMANDS["serve"] = (_serve_arguments, _serve_run)
 _PROGRESS_MIN = 64  # below this many documents a progress bar is noise
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", "-m", default=None,
-                   help="model folder or cached hub id (default: the bundled all-MiniLM-L6-v2)")
-    p.add_argument("--score-type", choices=["cross-encoder", "late-interaction", "bi-encoder"],
-                   default=None, help="override the score type detected from the checkpoint")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default: auto)")
-    p.add_argument("--dtype", default="auto",
-                   help="auto (exact), fast (bfloat16 where native), float32, bfloat16, float16")
-    p.add_argument("--max-length", type=int, default=None, help="cap on tokens per model input")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--hf-overrides", type=_json_object, default=None, metavar="JSON",
-                   help="LLM rerankers: vLLM's --hf-overrides, e.g. '{\"classifier_from_token\": "
-                   "[\"no\", \"yes\"], \"method\": \"from_2_way_softmax\"}'")
-    p.add_argument("--template", default=None, metavar="NAME|PATH",
-                   help="LLM rerankers: a bundled score template name or a .jinja file")
-    p.add_argument("--instruction", default=None, help="LLM rerankers: the template's instruction")
+def _add_output_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({exc}): {text!r}") from exc
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"must be a JSON object, got {text!r}")
-    return value
 
 
 def _open(path: str) -> TextIO:
@@ -115,17 +91,6 @@ def _read_pairs(path: str) -> tuple[list[str], list[str]]:
     return queries, documents
 
 
-def _load(args: argparse.Namespace) -> Any:
-    from .scorer import Scorer
-
-    return Scorer.load(
-        args.model, score_type=args.score_type, device=args.device, dtype=args.dtype,
-        max_length=args.max_length, batch_size=args.batch_size,
-        hf_overrides=getattr(args, "hf_overrides", None), template=getattr(args, "template", None),
-        instruction=getattr(args, "instruction", None),
-    )
-
-
 def _progress(total: int) -> Any:
     if total < _PROGRESS_MIN or not sys.stderr.isatty():
         return None, None
@@ -142,7 +107,7 @@ def _snippet(text: str, width: int = 70) -> str:
 
 def _cmd_rerank(args: argparse.Namespace) -> int:
     texts, meta = _read_documents(args.file)
-    scorer = _load(args)
+    scorer = load_from_args(args)
     bar, update = _progress(len(texts))
     try:
         results = scorer.score(args.query, texts, progress=update)
@@ -171,7 +136,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
         queries: list[str] | str = args.query
     else:
         queries, documents = _read_pairs(args.file)
-    scorer = _load(args)
+    scorer = load_from_args(args)
     bar, update = _progress(len(documents))
     try:
         results = scorer.score(queries, documents, progress=update)
@@ -200,14 +165,16 @@ def build_parser() -> argparse.ArgumentParser:
     rr.add_argument("--top-n", type=int, default=None, help="keep the best N (default: all)")
     rr.add_argument("file", nargs="?", default="-",
                     help="documents, one per line or JSONL with 'text' ('-' = stdin)")
-    _add_model_args(rr)
+    add_model_options(rr)
+    _add_output_args(rr)
     rr.set_defaults(run=_cmd_rerank)
     sc = sub.add_parser("score", help="score pairs in input order")
     sc.add_argument("--query", "-q", default=None,
                     help="score every document against this query (1:N); without it FILE holds "
                     "pairs as query<TAB>document or JSONL with query/document")
     sc.add_argument("file", nargs="?", default="-")
-    _add_model_args(sc)
+    add_model_options(sc)
+    _add_output_args(sc)
     sc.set_defaults(run=_cmd_score)
     for name, (add_arguments, run) in SUBCOMMANDS.items():
         p = sub.add_parser(name)

@@ -7,13 +7,15 @@ import os
 import sys
 from typing import Any
 
+from ..cli_options import add_model_options, load_from_args
+
 __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ("Serve vLLM's /score and /rerank API (plus /health, /v1/models, /metrics, "
                      "/docs) with one locally loaded model.")
-    p.add_argument("model", help="model folder or cached hub id")
+    add_model_options(p, positional_model=True)
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--api-key", default=None,
@@ -21,13 +23,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "the VLLM_API_KEY environment variable, else no auth)")
     p.add_argument("--served-model-name", default=None,
                    help="model name in responses and /v1/models (default: MODEL)")
-    p.add_argument("--score-type", choices=["cross-encoder", "late-interaction", "bi-encoder"],
-                   default=None, help="override the score type detected from the checkpoint")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default="auto")
-    p.add_argument("--max-length", "--max-model-len", dest="max_length", type=int, default=None,
-                   help="cap on tokens per model input")
-    p.add_argument("--batch-size", type=int, default=32, help="sequences per forward pass")
     p.add_argument("--max-documents-per-request", type=int, default=1000,
                    help="larger requests answer 413 (default: 1000)")
     p.add_argument("--max-body-bytes", type=int, default=8 * 1024 * 1024,
@@ -52,7 +47,6 @@ def run(args: Any) -> int:
 
     require("fastapi", extra="server", purpose="scorer serve")
     uvicorn = require("uvicorn", extra="server", purpose="scorer serve")
-    from ..scorer import Scorer
     from .app import ServerConfig, create_app
 
     config = ServerConfig(
@@ -65,8 +59,7 @@ def run(args: Any) -> int:
         max_batch_pairs=args.max_batch_pairs,
         max_batch_tokens=args.max_batch_tokens,
     )
-    scorer = Scorer.load(args.model, score_type=args.score_type, device=args.device,
-                         dtype=args.dtype, max_length=args.max_length, batch_size=args.batch_size)
+    scorer = load_from_args(args)
     app = create_app(scorer, config)
     auth = "on" if config.api_key else "off"
     print(f"scorer: serving {scorer!r} as {config.served_model_name or scorer.model!r} at "
