@@ -1,58 +1,7 @@
-"""What every LangChain class here shares: where its scorer comes from."""
+"""What every LangChain class here shares: where its scorer comes from (engine.wrapper_fields)."""
 
 from __future__ import annotations
 
-import os
-from typing import Any, ClassVar
+from engine.wrapper_fields import RerankFields, ScorerFields, ScoringFields
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
-
-from engine.integrations import Need, ScorerSource, check_scorer
-
-
-class ScorerFields(BaseModel):
-    """``model=`` (loaded on first use) or ``scorer=`` (a ready one), plus ``model_kwargs``."""
-
-    model_config = ConfigDict(
-        extra="forbid", arbitrary_types_allowed=True, protected_namespaces=()
-    )
-
-    model: str | None = None
-    """A local model folder (or a hub id already in the cache). None, with no ``scorer``, is the
-    bundled all-MiniLM-L6-v2. Loaded on first use; the same model is loaded once per process."""
-
-    model_kwargs: dict[str, Any] = Field(default_factory=dict)
-    """Keyword arguments for ``engine.Scorer.load`` (``score_type``, ``device``, ``dtype``,
-    ``max_length``, ``batch_size``, ``overflow``, ...). Checked when the object is built."""
-
-    _need: ClassVar[Need] = "rerank"
-    _source: ScorerSource | None = PrivateAttr(default=None)
-    _source_key: tuple[Any, ...] = PrivateAttr(default=())
-
-    @field_validator("model", mode="before")
-    @classmethod
-    def _path_to_str(cls, value: Any) -> Any:
-        return os.fspath(value) if isinstance(value, os.PathLike) else value
-
-    @field_validator("scorer", mode="before", check_fields=False)
-    @classmethod
-    def _check_scorer(cls, value: Any) -> Any:
-        if value is not None:
-            check_scorer(value, need=cls._need)
-        return value
-
-    @model_validator(mode="after")
-    def _build_source(self) -> ScorerFields:
-        self._scorer_source()
-        return self
-
-    def _scorer_source(self) -> ScorerSource:
-        # Rebuilt when the fields changed since (model_copy(update=...) skips validation).
-        scorer = getattr(self, "scorer", None)
-        key = (id(scorer), self.model, repr(sorted(self.model_kwargs.items())))
-        if self._source is None or key != self._source_key:
-            self._source = ScorerSource(
-                scorer=scorer, model=self.model, load_options=self.model_kwargs, need=self._need
-            )
-            self._source_key = key
-        return self._source
+__all__ = ["RerankFields", "ScorerFields", "ScoringFields"]

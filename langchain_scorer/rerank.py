@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import string
 from collections.abc import Sequence
-from typing import Any
 
 from langchain_core.callbacks import Callbacks
 from langchain_core.cross_encoders import BaseCrossEncoder
@@ -13,14 +12,14 @@ from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import field_validator
 
 from engine.errors import InputError
-from engine.integrations import SupportsRerank, check_score_threshold, check_top_n
+from engine.integrations import SupportsRerank
 
-from ._base import ScorerFields
+from ._base import RerankFields, ScorerFields, ScoringFields
 
 __all__ = ["ScorerCrossEncoder", "ScorerRerank"]
 
 
-class ScorerRerank(ScorerFields, BaseDocumentCompressor):
+class ScorerRerank(ScorerFields, RerankFields, BaseDocumentCompressor):
     """Rerank LangChain documents with a local (or remote) scorer, best first.
 
     Each returned document is a copy (same ``id``, metadata deep-copied) with
@@ -39,12 +38,6 @@ class ScorerRerank(ScorerFields, BaseDocumentCompressor):
     scorer: SupportsRerank | None = None
     """A ready scorer (``engine.Scorer`` or a remote scorer), shared as is; instead of ``model``."""
 
-    top_n: int | None = 3
-    """How many documents to return, best first; None returns all that pass the threshold."""
-
-    score_threshold: float | None = None
-    """Drop documents scoring below this, after the full sort (on the ``score`` scale)."""
-
     score_key: str = "relevance_score"
     """Metadata key the score is written to (an existing value there is replaced)."""
 
@@ -52,22 +45,6 @@ class ScorerRerank(ScorerFields, BaseDocumentCompressor):
     """Text sent to the model, as a ``str.format`` template over ``page_content`` and metadata
     keys, e.g. ``"{title}\\n{page_content}"``. None sends ``page_content``. A document without a
     key the template names is an error, not a silent blank."""
-
-    use_activation: bool | None = None
-    """None/True: the model's activation (sigmoid for cross-encoders); False: raw scores."""
-
-    truncate_prompt_tokens: int | None = None
-    """As vLLM: cut each model input to this many tokens (-1: the model's maximum)."""
-
-    @field_validator("top_n", mode="before")
-    @classmethod
-    def _check_top_n(cls, value: Any) -> int | None:
-        return check_top_n(value)
-
-    @field_validator("score_threshold", mode="before")
-    @classmethod
-    def _check_threshold(cls, value: Any) -> float | None:
-        return check_score_threshold(value)
 
     @field_validator("score_key")
     @classmethod
@@ -113,14 +90,6 @@ class ScorerRerank(ScorerFields, BaseDocumentCompressor):
         return [self._scored_copy(docs[r.index], r.score) for r in ranked]
 
     # -- translation -----------------------------------------------------------------------------
-    def _rerank_options(self) -> dict[str, Any]:
-        return {
-            "top_n": self.top_n,
-            "score_threshold": self.score_threshold,
-            "use_activation": self.use_activation,
-            "truncate_prompt_tokens": self.truncate_prompt_tokens,
-        }
-
     def _texts(self, documents: Sequence[Document], query: str) -> tuple[list[Document], list[str]]:
         if not isinstance(query, str):
             raise InputError(f"query must be a string, got {type(query).__name__}.")
@@ -143,7 +112,7 @@ class ScorerRerank(ScorerFields, BaseDocumentCompressor):
         return doc.model_copy(update={"metadata": metadata})
 
 
-class ScorerCrossEncoder(ScorerFields, BaseCrossEncoder):
+class ScorerCrossEncoder(ScorerFields, ScoringFields, BaseCrossEncoder):
     """A ``BaseCrossEncoder`` over the engine, for ``CrossEncoderReranker(model=...)``.
 
     ``score`` takes (query, document) pairs and returns their scores in order as Python floats;
@@ -153,25 +122,13 @@ class ScorerCrossEncoder(ScorerFields, BaseCrossEncoder):
     scorer: SupportsRerank | None = None
     """A ready scorer (``engine.Scorer`` or a remote scorer), shared as is; instead of ``model``."""
 
-    use_activation: bool | None = None
-    """None/True: the model's activation (sigmoid for cross-encoders); False: raw scores."""
-
-    truncate_prompt_tokens: int | None = None
-    """As vLLM: cut each model input to this many tokens (-1: the model's maximum)."""
-
     def score(self, text_pairs: list[tuple[str, str]]) -> list[float]:
         """Scores of ``text_pairs`` in order; [] for no pairs, without loading the model."""
-        return self._scorer_source().score_pairs(text_pairs, **self._options())
+        return self._scorer_source().score_pairs(text_pairs, **self._scoring_options())
 
     async def ascore(self, text_pairs: list[tuple[str, str]]) -> list[float]:
         """:meth:`score` through the scorer's own async path."""
-        return await self._scorer_source().ascore_pairs(text_pairs, **self._options())
-
-    def _options(self) -> dict[str, Any]:
-        return {
-            "use_activation": self.use_activation,
-            "truncate_prompt_tokens": self.truncate_prompt_tokens,
-        }
+        return await self._scorer_source().ascore_pairs(text_pairs, **self._scoring_options())
 
 
 def template_fields(template: str) -> list[str]:

@@ -15,10 +15,10 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
 from engine.errors import InputError
-from engine.integrations import SupportsRerank, check_score_threshold, check_top_n
+from engine.integrations import SupportsRerank
 from engine.types import RerankResult
 
-from ._base import ScorerFields
+from ._base import RerankFields, ScorerFields
 
 __all__ = ["ScorerRerank"]
 
@@ -26,7 +26,7 @@ __all__ = ["ScorerRerank"]
 dispatcher = instrument.get_dispatcher(__name__)  # type: ignore[attr-defined]
 
 
-class ScorerRerank(ScorerFields, BaseNodePostprocessor):
+class ScorerRerank(ScorerFields, RerankFields, BaseNodePostprocessor):
     """Rerank retrieved nodes with a local (or remote) scorer, best first.
 
     Returns new ``NodeWithScore`` objects over copies of the nodes (same ``id_``, metadata
@@ -48,12 +48,6 @@ class ScorerRerank(ScorerFields, BaseNodePostprocessor):
         description="A ready scorer (engine.Scorer or a remote scorer), shared as is; instead "
         "of model. Not serialised by to_dict().",
     )
-    top_n: int | None = Field(
-        default=3, description="How many nodes to return, best first; None returns all."
-    )
-    score_threshold: float | None = Field(
-        default=None, description="Drop nodes scoring below this, after the full sort."
-    )
     metadata_mode: MetadataMode = Field(
         default=MetadataMode.EMBED,
         description="Which metadata goes into the text the model reads (node.get_content).",
@@ -66,28 +60,10 @@ class ScorerRerank(ScorerFields, BaseNodePostprocessor):
         default="retrieval_score",
         description="Metadata key for keep_retrieval_score (excluded from LLM and embed text).",
     )
-    use_activation: bool | None = Field(
-        default=None,
-        description="None/True: the model's activation (sigmoid for cross-encoders); False: raw.",
-    )
-    truncate_prompt_tokens: int | None = Field(
-        default=None,
-        description="As vLLM: cut each model input to this many tokens (-1: the model maximum).",
-    )
 
     @classmethod
     def class_name(cls) -> str:
         return "ScorerRerank"
-
-    @field_validator("top_n", mode="before")
-    @classmethod
-    def _check_top_n(cls, value: Any) -> int | None:
-        return check_top_n(value)
-
-    @field_validator("score_threshold", mode="before")
-    @classmethod
-    def _check_threshold(cls, value: Any) -> float | None:
-        return check_score_threshold(value)
 
     @field_validator("retrieval_score_key")
     @classmethod
@@ -115,14 +91,6 @@ class ScorerRerank(ScorerFields, BaseNodePostprocessor):
         return out
 
     # -- translation -----------------------------------------------------------------------------
-    def _rerank_options(self) -> dict[str, Any]:
-        return {
-            "top_n": self.top_n,
-            "score_threshold": self.score_threshold,
-            "use_activation": self.use_activation,
-            "truncate_prompt_tokens": self.truncate_prompt_tokens,
-        }
-
     def _texts(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None
     ) -> tuple[str, list[str]]:
