@@ -156,6 +156,8 @@ class Adapter:
         max_batch_size: documents per request unless the caller sets a cap (None: no cap).
         native_pairs: the endpoint takes N:N pairs itself (only vLLM's /score).
         requires_model: the API refuses a request without ``model``.
+        results_key: the response's list of results (None: the body is that list).
+        score_key: each result's score field.
     """
 
     name: ClassVar[str]
@@ -164,17 +166,28 @@ class Adapter:
     max_batch_size: ClassVar[int | None] = None
     native_pairs: ClassVar[bool] = False
     requires_model: ClassVar[bool] = False
+    results_key: ClassVar[str | None] = "results"
+    score_key: ClassVar[str] = "relevance_score"
 
     def options(self, *, use_activation: bool | None, truncate_prompt_tokens: int | None
                 ) -> dict[str, Any]:
         """Payload fields for the per-call options; InputError for an option the API lacks."""
         raise NotImplementedError
 
-    def build_payload(self, call: RemoteCall) -> dict[str, Any]:
+    def fields(self, call: RemoteCall) -> dict[str, Any]:
+        """The flavour's own body fields for ``call`` (the texts, model, flags)."""
         raise NotImplementedError
 
+    def build_payload(self, call: RemoteCall) -> dict[str, Any]:
+        """The request body: the flavour's fields plus the per-call options."""
+        return {**self.fields(call),
+                **self.options(use_activation=call.use_activation,
+                               truncate_prompt_tokens=call.truncate_prompt_tokens)}
+
     def parse_response(self, body: Any, call: RemoteCall) -> list[ScoreResult]:
-        raise NotImplementedError
+        """Scores in document order from a response body, every index and score checked."""
+        items = _result_items(body, container=self.results_key, score_key=self.score_key)
+        return collect_results(items, len(call.documents), score_key=self.score_key)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -217,18 +230,14 @@ class VllmScoreAdapter(_VllmMixin, Adapter):
     path = "/score"
     env_var = "VLLM_API_KEY"
     native_pairs = True
+    results_key = "data"
+    score_key = "score"
 
-    def build_payload(self, call: RemoteCall) -> dict[str, Any]:
+    def fields(self, call: RemoteCall) -> dict[str, Any]:
         payload: dict[str, Any] = {"text_1": call.query, "text_2": call.documents}
         if call.model is not None:
             payload["model"] = call.model
-        payload.update(self.options(use_activation=call.use_activation,
-                                    truncate_prompt_tokens=call.truncate_prompt_tokens))
         return payload
-
-    def parse_response(self, body: Any, call: RemoteCall) -> list[ScoreResult]:
-        items = _result_items(body, container="data", score_key="score")
-        return collect_results(items, len(call.documents), score_key="score")
 
 
 class VllmRerankAdapter(_VllmMixin, Adapter):
@@ -238,17 +247,11 @@ class VllmRerankAdapter(_VllmMixin, Adapter):
     path = "/rerank"
     env_var = "VLLM_API_KEY"
 
-    def build_payload(self, call: RemoteCall) -> dict[str, Any]:
+    def fields(self, call: RemoteCall) -> dict[str, Any]:
         payload: dict[str, Any] = {"query": call.query, "documents": call.documents}
         if call.model is not None:
             payload["model"] = call.model
-        payload.update(self.options(use_activation=call.use_activation,
-                                    truncate_prompt_tokens=call.truncate_prompt_tokens))
         return payload
-
-    def parse_response(self, body: Any, call: RemoteCall) -> list[ScoreResult]:
-        items = _result_items(body, container="results", score_key="relevance_score")
-        return collect_results(items, len(call.documents), score_key="relevance_score")
 
 
 class CohereAdapter(Adapter):
@@ -272,16 +275,10 @@ class CohereAdapter(Adapter):
             return {"max_tokens_per_doc": truncate_prompt_tokens}
         return {}
 
-    def build_payload(self, call: RemoteCall) -> dict[str, Any]:
+    def fields(self, call: RemoteCall) -> dict[str, Any]:
         payload: dict[str, Any] = {"model": call.model, "query": call.query,
                                    "documents": call.documents}
-        payload.update(self.options(use_activation=call.use_activation,
-                                    truncate_prompt_tokens=call.truncate_prompt_tokens))
         return payload
-
-    def parse_response(self, body: Any, call: RemoteCall) -> list[ScoreResult]:
-        items = _result_items(body, container="results", score_key="relevance_score")
-        return collect_results(items, len(call.documents), score_key="relevance_score")
 
 
 class JinaAdapter(Adapter):
@@ -298,15 +295,9 @@ class JinaAdapter(Adapter):
         _no_truncation(self.name, truncate_prompt_tokens)
         return {}
 
-    def build_payload(self, call: RemoteCall) -> dict[str, Any]:
-        self.options(use_activation=call.use_activation,
-                     truncate_prompt_tokens=call.truncate_prompt_tokens)
+    def fields(self, call: RemoteCall) -> dict[str, Any]:
         return {"model": call.model, "query": call.query, "documents": call.documents,
                 "top_n": len(call.documents), "return_documents": False}
-
-    def parse_response(self, body: Any, call: RemoteCall) -> list[ScoreResult]:
-        items = _result_items(body, container="results", score_key="relevance_score")
-        return collect_results(items, len(call.documents), score_key="relevance_score")
 
 
 class TeiAdapter(Adapter):
@@ -321,6 +312,8 @@ class TeiAdapter(Adapter):
     path = "/rerank"
     env_var = "TEI_API_KEY"
     max_batch_size = 32  # TEI's default --max-client-batch-size
+    results_key = None  # a bare list
+    score_key = "score"
 
     def options(self, *, use_activation: bool | None, truncate_prompt_tokens: int | None
                 ) -> dict[str, Any]:
@@ -336,16 +329,10 @@ class TeiAdapter(Adapter):
             out["truncate"] = True
         return out
 
-    def build_payload(self, call: RemoteCall) -> dict[str, Any]:
+    def fields(self, call: RemoteCall) -> dict[str, Any]:
         payload: dict[str, Any] = {"query": call.query, "texts": call.documents,
                                    "return_text": False}
-        payload.update(self.options(use_activation=call.use_activation,
-                                    truncate_prompt_tokens=call.truncate_prompt_tokens))
         return payload
-
-    def parse_response(self, body: Any, call: RemoteCall) -> list[ScoreResult]:
-        items = _result_items(body, container=None, score_key="score")
-        return collect_results(items, len(call.documents), score_key="score")
 
 
 class InfinityAdapter(Adapter):
@@ -361,18 +348,12 @@ class InfinityAdapter(Adapter):
         _no_truncation(self.name, truncate_prompt_tokens)
         return {"raw_scores": True} if use_activation is False else {}
 
-    def build_payload(self, call: RemoteCall) -> dict[str, Any]:
+    def fields(self, call: RemoteCall) -> dict[str, Any]:
         payload: dict[str, Any] = {"query": call.query, "documents": call.documents,
                                    "return_documents": False}
         if call.model is not None:
             payload["model"] = call.model
-        payload.update(self.options(use_activation=call.use_activation,
-                                    truncate_prompt_tokens=call.truncate_prompt_tokens))
         return payload
-
-    def parse_response(self, body: Any, call: RemoteCall) -> list[ScoreResult]:
-        items = _result_items(body, container="results", score_key="relevance_score")
-        return collect_results(items, len(call.documents), score_key="relevance_score")
 
 
 ADAPTERS: dict[str, type[Adapter]] = {
