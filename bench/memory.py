@@ -94,10 +94,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         path = minilm_path()
     scorer = Scorer.load(path, score_type=args.score_type, dtype=args.dtype)
     scorer.score(query, documents(4))  # warm-up: first-call allocations are not per-document
-    params = sum(
-        p.numel() * p.element_size()
-        for m in _modules(scorer) for p in m.parameters()
-    )
+    params = scorer.weights_bytes
     loaded = _status("VmRSS")
     peak = PeakRSS()
     peak.reset()
@@ -108,8 +105,8 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     assert len(results) == len(docs)
     return {
         "score_type": args.score_type, "dtype": args.dtype, "docs": args.docs,
-        "batch_size": scorer._backend.config.batch_size,
-        "max_tokens_per_batch": scorer._backend.config.max_tokens_per_batch,
+        "batch_size": scorer.config.batch_size,
+        "max_tokens_per_batch": scorer.config.max_tokens_per_batch,
         "torch_threads": torch.get_num_threads(),
         "weights_mib": round(params / MIB, 1),
         "rss_before_load_mib": round(before / MIB, 1),
@@ -118,14 +115,6 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         "peak_from": "VmHWM" if peak.kernel_reset else "sampled VmRSS",
         "seconds": round(seconds, 1),
     }
-
-
-def _modules(scorer: Any) -> list[Any]:
-    backend = scorer._backend
-    model = getattr(backend, "model", None)
-    if model is not None:
-        return [model]
-    return [backend.encoder.model]
 
 
 def _child_run(n: int, *, score_type: str, dtype: str) -> dict[str, Any]:
