@@ -35,6 +35,9 @@ class Backend(Protocol):
     @property
     def max_length(self) -> int: ...
 
+    @property
+    def min_length(self) -> int: ...
+
     def score_pairs(
         self, call: ScoreCall, *, progress: Callable[[int], None] | None = None
     ) -> list[ScoreResult]: ...

@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import InputError
 from .pairing import as_text_list, pair_indices, validate_truncate_prompt_tokens
-from .ranking import rank
+from .ranking import NonFinite, rank
 from .types import RerankResult, ScoreResult
 
 __all__ = ["ScoreCall", "ScorerBase", "check_call", "check_use_activation", "rerank_documents"]
@@ -45,17 +45,18 @@ def check_use_activation(value: Any) -> bool | None:
 
 def check_call(
     queries: Any, documents: Any, *, use_activation: Any, truncate_prompt_tokens: Any,
-    max_length: int | None,
+    max_length: int | None, min_length: int = 1,
 ) -> ScoreCall:
     """Check a score call by vLLM's rules: texts, 1:1 / 1:N / N:N pairing, the two options.
 
     ``max_length``: the model's input limit, which resolves ``truncate_prompt_tokens=-1`` and
-    bounds it; None where it is unknown (a remote server checks it itself).
+    bounds it; None where it is unknown (a remote server checks it itself). ``min_length``:
+    the fewest tokens an input can be cut to.
     """
     q = as_text_list(queries, side="queries")
     d = as_text_list(documents, side="documents")
     query_index = pair_indices(len(q), len(d))
-    tpt = validate_truncate_prompt_tokens(truncate_prompt_tokens, max_length)
+    tpt = validate_truncate_prompt_tokens(truncate_prompt_tokens, max_length, min_length)
     return ScoreCall(queries=q, documents=d, query_index=query_index,
                      use_activation=check_use_activation(use_activation),
                      truncate_prompt_tokens=tpt)
@@ -73,6 +74,9 @@ def rerank_documents(query: Any, documents: Any) -> list[str]:
 
 class ScorerBase(ABC):
     """The methods every scorer has, with rerank written once over score."""
+
+    #: What rerank does with a NaN/±inf score: raise ("error") or rank it last ("last").
+    non_finite: NonFinite = "error"
 
     @abstractmethod
     def score(
@@ -106,7 +110,7 @@ class ScorerBase(ABC):
         docs = rerank_documents(query, documents)
         results = self.score(query, docs, use_activation=use_activation,
                              truncate_prompt_tokens=truncate_prompt_tokens)
-        return rank(results, docs, top_n=top_n)
+        return rank(results, docs, top_n=top_n, non_finite=self.non_finite)
 
     async def arerank(
         self,
@@ -121,4 +125,4 @@ class ScorerBase(ABC):
         docs = rerank_documents(query, documents)
         results = await self.ascore(query, docs, use_activation=use_activation,
                                     truncate_prompt_tokens=truncate_prompt_tokens)
-        return rank(results, docs, top_n=top_n)
+        return rank(results, docs, top_n=top_n, non_finite=self.non_finite)

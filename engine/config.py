@@ -73,6 +73,8 @@ class ScorerConfig:
         max_tokens_per_query: LLM rerankers only; cut each query TEXT to this many tokens before
             templating (vLLM's request field); None = no cap. Cut pairs are flagged truncated.
         max_tokens_per_doc: the same for each document, so the template's suffix survives.
+        non_finite: a NaN or ±inf score (NaN weights, half-precision overflow) raises
+            NonFiniteScoreError ("error", the default), or is kept and ranked last ("last").
         doc_cache_size: bi-encoder and late-interaction only; keep the encodings of up to this
             many documents in memory (least recently used dropped first), so scoring documents
             seen before skips the model. 0 (the default) turns the cache off. Each entry holds
@@ -97,6 +99,7 @@ class ScorerConfig:
     max_tokens_per_query: int | None = None
     max_tokens_per_doc: int | None = None
     doc_cache_size: int = 0
+    non_finite: Literal["error", "last"] = "error"
 
     def __post_init__(self) -> None:
         if self.score_type is not None:
@@ -110,6 +113,8 @@ class ScorerConfig:
             or self.max_length < 2
         ):
             raise InputError(f"max_length must be an int ≥ 2 or None, got {self.max_length!r}.")
+        if self.non_finite not in ("error", "last"):
+            raise InputError(f"non_finite must be 'error' or 'last', got {self.non_finite!r}.")
         if self.overflow not in ("truncate", "error"):
             raise InputError(f"overflow must be 'truncate' or 'error', got {self.overflow!r}.")
         if isinstance(self.template, os.PathLike):

@@ -13,6 +13,7 @@ catch one class. Messages say what happened, what was expected and how to fix it
     │   └── ScoreTypeDetectionError            the checkpoint doesn't say which score type
     ├── UnsupportedScoreType (also ValueError) a score type this checkpoint can't serve
     ├── TemplateError                          score templates: unknown name, render failure
+    ├── NonFiniteScoreError                    a model gave NaN/inf for some documents
     ├── RemoteScoreError                       a rerank endpoint failed (status + server message)
     └── MissingDependency (also ImportError)   an optional extra is not installed
 """
@@ -24,6 +25,7 @@ __all__ = [
     "InputTooLongError",
     "MissingDependency",
     "ModelLoadError",
+    "NonFiniteScoreError",
     "PairingError",
     "RemoteScoreError",
     "ScoreTypeDetectionError",
@@ -63,6 +65,18 @@ class UnsupportedScoreType(ScorerError, ValueError):
 
 class TemplateError(ScorerError):
     """A score template is unknown, unsafe or failed to render."""
+
+
+class NonFiniteScoreError(ScorerError):
+    """A model scored some documents NaN or ±inf, which can't be ranked.
+
+    Attributes:
+        indices: the positions (in the call's pair order) of the non-finite scores.
+    """
+
+    def __init__(self, message: str, *, indices: list[int]) -> None:
+        super().__init__(message)
+        self.indices = indices
 
 
 class RemoteScoreError(ScorerError):

@@ -13,9 +13,11 @@ text and results back. What they share lives here, with no framework import:
 from __future__ import annotations
 
 import asyncio
+import copy
 import math
 import threading
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from .config import ScorerConfig, check_options
@@ -24,6 +26,8 @@ from .types import RerankResult, ScoreResult, ScoreType
 
 __all__ = [
     "Need",
+    "check_sequence",
+    "copy_metadata",
     "ScorerSource",
     "SupportsEmbed",
     "SupportsRerank",
@@ -102,6 +106,49 @@ def check_load_options(options: Mapping[str, Any], *, need: Need = "rerank") -> 
             )
         opts["score_type"] = score_type
     return opts
+
+
+def check_sequence(value: Any, *, name: str) -> list[Any]:
+    """A wrapper's list argument as a list; None, a string, a dict or a set is refused.
+
+    Frameworks hand lists through untyped code, so a wrong type reaches us as something that
+    happens to iterate (a string's characters, a dict's keys, a set in arbitrary order).
+    """
+    if value is None:
+        raise InputError(f"{name} is None; pass a list (an empty list for none).")
+    if isinstance(value, (str, bytes, bytearray)):
+        raise InputError(f"{name} must be a list, got a {type(value).__name__}; wrap it: [x].")
+    if isinstance(value, (Mapping, AbstractSet)):
+        raise InputError(
+            f"{name} must be a list, got a {type(value).__name__}, whose iteration would not be "
+            "the items in your order. Pass a list."
+        )
+    try:
+        return list(value)
+    except TypeError:
+        raise InputError(f"{name} must be a list, got {type(value).__name__}.") from None
+
+
+def copy_metadata(metadata: Mapping[str, Any], *, where: str) -> dict[str, Any]:
+    """A deep copy of a document's metadata, so nothing done to a result reaches the caller's.
+
+    A value that can't be deep-copied (a lock, an open file, a client) is an error naming its
+    key: sharing it would let edits to the result reach the input.
+    """
+    try:
+        return copy.deepcopy(dict(metadata))
+    except Exception:
+        for key, value in metadata.items():
+            try:
+                copy.deepcopy(value)
+            except Exception as exc:
+                raise InputError(
+                    f"{where}: metadata[{key!r}] ({type(value).__name__}) can't be copied "
+                    f"({type(exc).__name__}: {exc}), and results carry a copy of the metadata "
+                    "so the input is never changed. Keep such objects out of metadata (store an "
+                    "id or a string instead)."
+                ) from None
+        raise
 
 
 def check_top_n(top_n: Any) -> int | None:
@@ -308,11 +355,9 @@ def check_scorer(scorer: Any, *, need: Need) -> None:
 
 
 def _split_pairs(pairs: Sequence[tuple[str, str]]) -> tuple[list[str], list[str]]:
-    if isinstance(pairs, (str, bytes)):
-        raise InputError("text_pairs must be a list of (query, document) pairs, got a string.")
     queries: list[str] = []
     documents: list[str] = []
-    for i, pair in enumerate(pairs):
+    for i, pair in enumerate(check_sequence(pairs, name="text_pairs")):
         if (
             isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2
             or not all(isinstance(t, str) for t in pair)

@@ -2,27 +2,62 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from .errors import InputError, PairingError
 
-__all__ = ["as_text_list", "pair_indices", "validate_truncate_prompt_tokens"]
+__all__ = ["as_text_list", "check_text", "pair_indices", "validate_truncate_prompt_tokens"]
 
 PAIRING_MESSAGE = "Input lengths must be either 1:1, 1:N or N:N"
 
 
-def as_text_list(value: Any, *, side: str) -> list[str]:
-    """Wrap a single string into a list and check every item is a string.
+def check_text(text: str, *, where: str) -> str:
+    """Refuse a string that is not valid Unicode (a lone surrogate such as ``"\\ud800"``).
 
-    ``side`` names the argument ("queries" or "documents") in error messages.
+    JSON and Python both allow lone surrogates, but no tokenizer can read them (the fast
+    tokenizers raise a TypeError deep inside); refusing here names the input and the place.
+    """
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InputError(
+                f"{where} has a lone surrogate {text[exc.start]!r} at character {exc.start}, "
+                "which is not valid Unicode text, so no tokenizer can read it. Decode the source "
+                "with errors='replace' (or fix the text) before scoring."
+            ) from None
+    return text
+
+
+def as_text_list(value: Any, *, side: str) -> list[str]:
+    """Wrap a single string into a list and check every item is a valid string.
+
+    ``side`` names the argument ("queries" or "documents") in error messages. Mappings and sets
+    are refused: iterating them would score a dict's keys, or a set in an arbitrary order.
     """
     if isinstance(value, str):
-        return [value]
+        return [check_text(value, where=side)]
     if value is None:
         raise InputError(f"{side} is None; pass a string or a list of strings.")
     if isinstance(value, (bytes, bytearray)):
         raise InputError(f"{side} is bytes; decode it to str first.")
+    if isinstance(value, Mapping):
+        if "content" in value:
+            raise InputError(
+                f"{side} is a multimodal input ({{'content': [...]}}), which this text-only "
+                "model can't score; pass text, or load a multimodal reranker."
+            )
+        raise InputError(
+            f"{side} is a {type(value).__name__}; iterating it would score its keys. Pass a list "
+            "of strings (e.g. list(d.values()))."
+        )
+    if isinstance(value, AbstractSet):
+        raise InputError(
+            f"{side} is a {type(value).__name__}, whose order is arbitrary, so results could not "
+            "be matched to your documents. Pass a list (sorted(...) for a fixed order)."
+        )
     if not isinstance(value, Sequence) and not hasattr(value, "__iter__"):
         raise InputError(
             f"{side} must be a string or a list of strings, got {type(value).__name__}."
@@ -34,6 +69,7 @@ def as_text_list(value: Any, *, side: str) -> list[str]:
                 f"{side}[{i}] is {type(item).__name__} ({item!r:.60}), not str. "
                 f"Every item must be a string; convert or drop it before scoring."
             )
+        check_text(item, where=f"{side}[{i}]")
     return items
 
 
@@ -58,11 +94,15 @@ def pair_indices(n_queries: int, n_documents: int) -> list[int]:
     )
 
 
-def validate_truncate_prompt_tokens(value: Any, max_length: int | None) -> int | None:
-    """Resolve vLLM's ``truncate_prompt_tokens``: None (off), -1 (model max) or 1..max_length.
+def validate_truncate_prompt_tokens(
+    value: Any, max_length: int | None, min_length: int = 1
+) -> int | None:
+    """Resolve vLLM's ``truncate_prompt_tokens``: None (off), -1 (model max) or
+    min_length..max_length.
 
-    With ``max_length`` None (a remote model, whose limit the server knows) -1 stays -1 and
-    only the form is checked.
+    ``min_length``: the fewest tokens an input can be cut to and keep its special tokens and
+    one token of text. With ``max_length`` None (a remote model, whose limit the server knows)
+    -1 stays -1 and only the form is checked.
     """
     if value is None:
         return None
@@ -80,5 +120,11 @@ def validate_truncate_prompt_tokens(value: Any, max_length: int | None) -> int |
         raise InputError(
             f"truncate_prompt_tokens value ({value}) is greater than max_model_len ({max_length}). "
             "Please request a smaller truncation size."
+        )
+    if value < min_length:
+        raise InputError(
+            f"truncate_prompt_tokens={value} is below {min_length}, the fewest tokens this "
+            "model's inputs can be cut to (its special tokens plus one token of text). Pass "
+            f"{min_length} or more, or -1 for the model maximum."
         )
     return value

@@ -12,8 +12,9 @@ from typing import Any
 from .backend import Backend, EmbeddingBackend
 from .calls import ScoreCall, ScorerBase, check_call
 from .config import ScorerConfig, check_options
-from .errors import UnsupportedScoreType
+from .errors import InputError, UnsupportedScoreType
 from .pairing import as_text_list
+from .ranking import check_finite
 from .types import CacheInfo, ScoreResult, ScoreType
 
 __all__ = ["DEFAULT_MODEL", "Scorer", "default_model_path"]
@@ -49,8 +50,10 @@ class Scorer(ScorerBase):
         self._backend = backend
         self.model = model
         # One call at a time per scorer: HF fast tokenizers are not re-entrant across threads,
-        # and two forwards at once only fight over the same cores.
-        self._lock = threading.Lock()
+        # and two forwards at once only fight over the same cores. Re-entrant, so a progress
+        # callback may call this scorer again (it runs between batches, outside the tokenizer).
+        self._lock = threading.RLock()
+        self.non_finite = backend.config.non_finite
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod
@@ -87,6 +90,11 @@ class Scorer(ScorerBase):
         """
         from .local.registry import load_backend
 
+        if model is not None and not isinstance(model, (str, os.PathLike)):
+            raise InputError(
+                f"model must be a model folder (str or os.PathLike) or a cached hub id, got "
+                f"{type(model).__name__} {model!r:.60}; None loads the bundled {DEFAULT_MODEL}."
+            )
         check_options(options)
         config = ScorerConfig(
             score_type=None if score_type is None else ScoreType.parse(score_type),
@@ -109,6 +117,11 @@ class Scorer(ScorerBase):
     def max_length(self) -> int:
         """Longest model input in tokens."""
         return self._backend.max_length
+
+    @property
+    def min_length(self) -> int:
+        """The fewest tokens an input can be cut to (``truncate_prompt_tokens``' floor)."""
+        return self._backend.min_length
 
     @property
     def weights_bytes(self) -> int:
@@ -165,9 +178,10 @@ class Scorer(ScorerBase):
         """
         call = check_call(queries, documents, use_activation=use_activation,
                           truncate_prompt_tokens=truncate_prompt_tokens,
-                          max_length=self.max_length)
+                          max_length=self.max_length, min_length=self.min_length)
         with self._lock:
             results = self._backend.score_pairs(call, progress=progress)
+        check_finite(results, policy=self.non_finite, model=repr(self.model))
         n_cut = sum(r.truncated for r in results)
         if n_cut and call.truncate_prompt_tokens is None:
             logger.warning(
@@ -195,7 +209,9 @@ class Scorer(ScorerBase):
                          use_activation=use_activation,
                          truncate_prompt_tokens=truncate_prompt_tokens)
         with self._lock:
-            return self._backend.score_pairs(call)
+            results = self._backend.score_pairs(call)
+        check_finite(results, policy=self.non_finite, model=repr(self.model))
+        return results
 
     async def ascore(
         self,

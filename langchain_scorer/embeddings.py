@@ -7,7 +7,7 @@ from typing import ClassVar
 from langchain_core.embeddings import Embeddings
 
 from engine.errors import InputError
-from engine.integrations import Need, SupportsEmbed
+from engine.integrations import Need, SupportsEmbed, check_sequence
 
 from ._base import ScorerFields
 
@@ -51,7 +51,7 @@ class ScorerEmbeddings(ScorerFields, Embeddings):
 def _texts(texts: list[str]) -> list[str]:
     if isinstance(texts, str):
         raise InputError("embed_documents takes a list of strings; use embed_query for one text.")
-    return list(texts)
+    return check_sequence(texts, name="texts")
 
 
 def _query(text: str) -> str:

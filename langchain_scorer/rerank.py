@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import string
 from collections.abc import Sequence
 
@@ -12,7 +11,7 @@ from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import field_validator
 
 from engine.errors import InputError
-from engine.integrations import SupportsRerank
+from engine.integrations import SupportsRerank, check_sequence, copy_metadata
 
 from ._base import RerankFields, ScorerFields, ScoringFields
 
@@ -76,7 +75,7 @@ class ScorerRerank(ScorerFields, RerankFields, BaseDocumentCompressor):
         """
         docs, texts = self._texts(documents, query)
         ranked = self._scorer_source().rerank(query, texts, **self._rerank_options())
-        return [self._scored_copy(docs[r.index], r.score) for r in ranked]
+        return [self._scored_copy(docs[r.index], r.index, r.score) for r in ranked]
 
     async def acompress_documents(
         self,
@@ -87,13 +86,13 @@ class ScorerRerank(ScorerFields, RerankFields, BaseDocumentCompressor):
         """:meth:`compress_documents` through the scorer's own async path."""
         docs, texts = self._texts(documents, query)
         ranked = await self._scorer_source().arerank(query, texts, **self._rerank_options())
-        return [self._scored_copy(docs[r.index], r.score) for r in ranked]
+        return [self._scored_copy(docs[r.index], r.index, r.score) for r in ranked]
 
     # -- translation -----------------------------------------------------------------------------
     def _texts(self, documents: Sequence[Document], query: str) -> tuple[list[Document], list[str]]:
         if not isinstance(query, str):
             raise InputError(f"query must be a string, got {type(query).__name__}.")
-        docs = list(documents)
+        docs = check_sequence(documents, name="documents")
         for i, doc in enumerate(docs):
             if not isinstance(doc, Document):
                 raise InputError(
@@ -104,10 +103,10 @@ class ScorerRerank(ScorerFields, RerankFields, BaseDocumentCompressor):
             return docs, [doc.page_content for doc in docs]
         return docs, [render_document(self.document_template, doc, i) for i, doc in enumerate(docs)]
 
-    def _scored_copy(self, doc: Document, score: float) -> Document:
+    def _scored_copy(self, doc: Document, index: int, score: float) -> Document:
         # model_copy keeps Document.id; the metadata is deep-copied so later edits to the
         # result never reach the caller's document.
-        metadata = copy.deepcopy(doc.metadata)
+        metadata = copy_metadata(doc.metadata, where=f"documents[{index}]")
         metadata[self.score_key] = float(score)
         return doc.model_copy(update={"metadata": metadata})
 
@@ -141,9 +140,16 @@ def template_fields(template: str) -> list[str]:
             "write literal braces as {{ and }}."
         ) from exc
     names = []
-    for _, name, _, _ in parsed:
+    for _, name, spec, conversion in parsed:
         if name is None:
             continue
+        if spec or conversion:
+            # A format spec such as {page_content:>99999999999} would build a huge string.
+            raise InputError(
+                f"document_template field {{{name}{'!' + conversion if conversion else ''}"
+                f"{':' + spec if spec else ''}}} has a conversion or format spec; only plain "
+                "fields like {page_content} or {title} are supported."
+            )
         if not name.isidentifier():
             raise InputError(
                 f"document_template field {{{name}}} is not a plain name. Use "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -15,7 +14,7 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
 from engine.errors import InputError
-from engine.integrations import SupportsRerank
+from engine.integrations import SupportsRerank, check_sequence, copy_metadata
 from engine.types import RerankResult
 
 from ._base import RerankFields, ScorerFields
@@ -73,8 +72,9 @@ class ScorerRerank(ScorerFields, RerankFields, BaseNodePostprocessor):
         return value
 
     def _postprocess_nodes(
-        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | str | None = None
     ) -> list[NodeWithScore]:
+        query_bundle = _as_bundle(query_bundle)
         query, texts = self._texts(nodes, query_bundle)
         with self._rerank_events(nodes, query_bundle) as out:
             ranked = self._scorer_source().rerank(query, texts, **self._rerank_options())
@@ -82,8 +82,9 @@ class ScorerRerank(ScorerFields, RerankFields, BaseNodePostprocessor):
         return out
 
     async def _apostprocess_nodes(
-        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | str | None = None
     ) -> list[NodeWithScore]:
+        query_bundle = _as_bundle(query_bundle)
         query, texts = self._texts(nodes, query_bundle)
         with self._rerank_events(nodes, query_bundle) as out:
             ranked = await self._scorer_source().arerank(query, texts, **self._rerank_options())
@@ -99,6 +100,10 @@ class ScorerRerank(ScorerFields, RerankFields, BaseNodePostprocessor):
                 "ScorerRerank needs a query: call postprocess_nodes(nodes, query_str=...) or "
                 "pass query_bundle=."
             )
+        query = query_bundle.query_str
+        if not isinstance(query, str):
+            raise InputError(f"query_bundle.query_str must be a string, got {query!r:.60}.")
+        nodes = check_sequence(nodes, name="nodes")
         for i, nws in enumerate(nodes):
             if not isinstance(nws, NodeWithScore):
                 raise InputError(
@@ -106,19 +111,19 @@ class ScorerRerank(ScorerFields, RerankFields, BaseNodePostprocessor):
                     "NodeWithScore(node=..., score=...)."
                 )
         texts = [nws.node.get_content(metadata_mode=self.metadata_mode) for nws in nodes]
-        return query_bundle.query_str, texts
+        return query, texts
 
     def _scored_nodes(
         self, nodes: list[NodeWithScore], ranked: list[RerankResult]
     ) -> list[NodeWithScore]:
-        return [self._scored_copy(nodes[r.index], r.score) for r in ranked]
+        return [self._scored_copy(nodes[r.index], r.index, r.score) for r in ranked]
 
-    def _scored_copy(self, nws: NodeWithScore, score: float) -> NodeWithScore:
+    def _scored_copy(self, nws: NodeWithScore, index: int, score: float) -> NodeWithScore:
         node = nws.node
         # A shallow copy of the node with its own metadata and exclusion lists: nothing the
         # caller (or a later step) changes on the result reaches the input node.
         update: dict[str, Any] = {
-            "metadata": copy.deepcopy(node.metadata),
+            "metadata": copy_metadata(node.metadata, where=f"nodes[{index}]"),
             "excluded_llm_metadata_keys": list(node.excluded_llm_metadata_keys),
             "excluded_embed_metadata_keys": list(node.excluded_embed_metadata_keys),
         }
@@ -158,3 +163,15 @@ class ScorerRerank(ScorerFields, RerankFields, BaseNodePostprocessor):
             yield result
             event.on_end(payload={EventPayload.NODES: result})
         dispatcher.event(ReRankEndEvent(nodes=result))
+
+
+def _as_bundle(query_bundle: Any) -> QueryBundle | None:
+    """LlamaIndex passes a plain query string through as query_bundle; accept it as one."""
+    if isinstance(query_bundle, str):
+        return QueryBundle(query_str=query_bundle)
+    if query_bundle is not None and not isinstance(query_bundle, QueryBundle):
+        raise InputError(
+            f"query_bundle must be a QueryBundle or a query string, got "
+            f"{type(query_bundle).__name__}."
+        )
+    return query_bundle

@@ -55,6 +55,12 @@ class LocalBackend(ABC):
     def max_length(self) -> int:
         """Longest model input in tokens (after the user's max_length cap)."""
 
+    @property
+    @abstractmethod
+    def min_length(self) -> int:
+        """The fewest tokens an input can be cut to and keep its special tokens and one token
+        of text (the floor of ``max_length`` and ``truncate_prompt_tokens``)."""
+
     @abstractmethod
     def modules(self) -> list[torch.nn.Module]:
         """The torch modules holding this backend's weights."""

@@ -82,6 +82,10 @@ class BiEncoderBackend(LocalBackend):
     def max_length(self) -> int:
         return self._max_length
 
+    @property
+    def min_length(self) -> int:
+        return int(self.encoder.tokenizer.num_special_tokens_to_add(pair=False)) + 1
+
     def modules(self) -> list[torch.nn.Module]:
         return [self.encoder.model, *self.dense]
 

@@ -160,16 +160,26 @@ def inspect_checkpoint(path: Path) -> CheckpointInfo:
         )
     modules_raw = read_json(path / "modules.json")
     st_modules: list[STModule] = []
-    if isinstance(modules_raw, list):
-        for entry in modules_raw:
-            type_name = str(entry.get("type", ""))
-            st_modules.append(
-                STModule(
-                    kind=type_name.rsplit(".", 1)[-1],
-                    type=type_name,
-                    path=path / str(entry.get("path", "")),
-                )
+    if modules_raw is not None and not isinstance(modules_raw, list):
+        raise ModelLoadError(
+            f"{path / 'modules.json'} must hold a list of module entries (sentence-transformers' "
+            f"layout), got a JSON {type(modules_raw).__name__}; the checkpoint is corrupt."
+        )
+    for position, entry in enumerate(modules_raw or []):
+        if not isinstance(entry, dict) or not isinstance(entry.get("type", ""), str) or not \
+                isinstance(entry.get("path", ""), str):
+            raise ModelLoadError(
+                f"{path / 'modules.json'} entry {position} is {entry!r:.80}, not an object with "
+                "string 'type' and 'path'; the checkpoint is corrupt."
             )
+        type_name = str(entry.get("type", ""))
+        st_modules.append(
+            STModule(
+                kind=type_name.rsplit(".", 1)[-1],
+                type=type_name,
+                path=path / str(entry.get("path", "")),
+            )
+        )
     st_config = read_json(path / "config_sentence_transformers.json")
     sbert = read_json(path / "sentence_bert_config.json")
     colbert_in_weights = False

@@ -69,6 +69,10 @@ class CrossEncoderBackend(LocalBackend):
     def max_length(self) -> int:
         return self._max_length
 
+    @property
+    def min_length(self) -> int:
+        return int(self.tokenizer.num_special_tokens_to_add(pair=True)) + 1
+
     def modules(self) -> list[torch.nn.Module]:
         return [self.model]
 

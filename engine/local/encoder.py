@@ -42,6 +42,7 @@ class TextEncoder:
         self.model = load_pretrained(
             AutoModel, self.model_path, dtype=dtype, device=device,
             trust_remote_code=trust_remote_code, allow_missing=("pooler.",),
+            expect_unused=("linear.",),  # colbert-ir's projection, read by late interaction
         )
         pad_id = self.tokenizer.pad_token_id
         self.pad_id = int(pad_id) if pad_id is not None else 0

@@ -82,6 +82,11 @@ class LateInteractionBackend(LocalBackend):
     def max_length(self) -> int:
         return self._max_length
 
+    @property
+    def min_length(self) -> int:
+        specials = int(self.encoder.tokenizer.num_special_tokens_to_add(pair=False))
+        return specials + 1 + (1 if self.config.colbert_markers else 0)  # + ColBERT's marker
+
     def modules(self) -> list[torch.nn.Module]:
         return [self.encoder.model] + ([self.projection] if self.projection is not None else [])
 

@@ -269,6 +269,12 @@ class LLMRerankerBackend(LocalBackend):
     def max_length(self) -> int:
         return self._max_length
 
+    @property
+    def min_length(self) -> int:
+        if self.template is None and self.spec.use_sep_token:  # tokenizer(query, document)
+            return int(self.tokenizer.num_special_tokens_to_add(pair=True)) + 1
+        return 1  # a rendered prompt is cut from the right (vLLM), at any length
+
     def modules(self) -> list[torch.nn.Module]:
         return [self.model]
 

@@ -6,6 +6,7 @@ Explicit, so a lookup failure can list the options.
 from __future__ import annotations
 
 from ..config import ScorerConfig
+from ..errors import InputError
 from ..types import ScoreType
 from .base import LocalBackend
 from .bi_encoder import BiEncoderBackend
@@ -56,6 +57,13 @@ def load_backend(model: str, config: ScorerConfig) -> LocalBackend:
     score_type = config.score_type or detect_score_type(info)
     check_score_type_supported(info, score_type)
     device = resolve_device(config.device)
-    return backend_class(score_type, info, config)(
+    backend = backend_class(score_type, info, config)(
         info=info, config=config, device=device, dtype=resolve_dtype(config.dtype, device)
     )
+    if backend.max_length < backend.min_length:
+        raise InputError(
+            f"max_length={backend.max_length} is below {backend.min_length}, the fewest tokens "
+            f"this model's inputs can be cut to (its special tokens plus one token of text). "
+            f"Pass max_length={backend.min_length} or more, or leave it unset."
+        )
+    return backend

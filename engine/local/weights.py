@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +23,59 @@ __all__ = [
 logger = logging.getLogger("engine")
 
 
+# Files that carry a vocabulary; a folder with none of them gets an empty tokenizer from
+# transformers (specials only), which reads every word as [UNK] and scores every text alike.
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "tokenizer.model",
+                   "sentencepiece.bpe.model", "sentencepiece.model", "vocab.model")
+
+
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """transformers' progress bars and warnings off the terminal for the length of a load.
+
+    What matters of them is turned into our own errors and log lines; the rest (its ANSI
+    "LOAD REPORT" table, config-class notes about nemotron's custom model type) is noise to a
+    user who never called transformers.
+    """
+    from transformers.utils import logging as hf_logging
+
+    bar_was_on = hf_logging.is_progress_bar_enabled()
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bar_was_on:
+            hf_logging.enable_progress_bar()
+
+
 def load_tokenizer(path: Path, *, trust_remote_code: bool) -> Any:
     from transformers import AutoTokenizer
 
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        raise ModelLoadError(
+            f"{path} has no tokenizer files (expected one of {list(TOKENIZER_FILES)}): the "
+            "tokenizer would have no vocabulary, read every word as unknown and score every "
+            "text alike. Copy the tokenizer files into the folder (tokenizer.save_pretrained)."
+        )
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+        with quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(
+                str(path), trust_remote_code=trust_remote_code
+            )
     except Exception as exc:
         raise ModelLoadError(
             f"Could not load a tokenizer from {path}: {exc}. The folder needs tokenizer.json or "
             "the tokenizer files of its model family."
         ) from exc
+    if len(tokenizer) - len(set(tokenizer.all_special_ids)) < 2:
+        raise ModelLoadError(
+            f"The tokenizer in {path} has no vocabulary beyond its special tokens "
+            f"({len(tokenizer)} tokens), so every word would be unknown. Its tokenizer files are "
+            "empty or broken; re-save them from the original model."
+        )
     if not getattr(tokenizer, "is_fast", False):
         logger.warning("%s has no fast tokenizer; tokenizing will be slow.", path)
     return tokenizer
@@ -76,22 +120,24 @@ def cached(key: tuple[Any, ...], build: Callable[[], Any]) -> _Slot:
 
 def load_pretrained(
     loader: Any, path: Path, *, dtype: torch.dtype, device: torch.device, trust_remote_code: bool,
-    allow_missing: tuple[str, ...] = (), **kwargs: Any
+    allow_missing: tuple[str, ...] = (), expect_unused: tuple[str, ...] = (), **kwargs: Any
 ) -> torch.nn.Module:
-    """``loader.from_pretrained`` with clear errors, missing-weight checks and eval mode."""
-    from transformers.utils import logging as hf_logging
+    """``loader.from_pretrained`` with clear errors, missing-weight checks and eval mode.
 
-    # transformers 5 draws a "Loading weights" bar per load; keep stderr for our own messages.
-    bar_was_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
+    transformers' own progress bar and ANSI "LOAD REPORT" table are kept off the terminal:
+    missing weights become a ModelLoadError here, and weights the model has no use for (a head
+    dropped because a score type was forced) one plain log line; ``expect_unused`` names
+    weight prefixes the caller reads itself (a ColBERT projection), which are not reported.
+    """
     try:
-        model, info = loader.from_pretrained(
-            str(path),
-            dtype=dtype,
-            trust_remote_code=trust_remote_code,
-            output_loading_info=True,
-            **kwargs,
-        )
+        with quiet_transformers():
+            model, info = loader.from_pretrained(
+                str(path),
+                dtype=dtype,
+                trust_remote_code=trust_remote_code,
+                output_loading_info=True,
+                **kwargs,
+            )
     except ModelLoadError:
         raise
     except Exception as exc:
@@ -100,10 +146,15 @@ def load_pretrained(
             "may be corrupt, of an architecture this transformers version doesn't know, or need "
             "trust_remote_code=True (only if you trust its code)."
         ) from exc
-    finally:
-        if bar_was_on:
-            hf_logging.enable_progress_bar()
     check_loading_info(path, info, allow_missing=allow_missing)
+    unused = sorted(k for k in info.get("unexpected_keys", ()) if not k.startswith(expect_unused))
+    if unused:
+        logger.warning(
+            "%s: %d weight(s) of the checkpoint are not part of %s and are not used (%s%s); "
+            "expected when a score type other than the checkpoint's own is asked for.",
+            path, len(unused), type(model).__name__, ", ".join(unused[:4]),
+            ", ..." if len(unused) > 4 else "",
+        )
     model.to(device)
     model.eval()
     return model  # type: ignore[no-any-return]

@@ -9,6 +9,7 @@ once is an error (spec §8.5: servers sort best first, TEI answers a bare list, 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -106,9 +107,21 @@ def collect_results(
             raise _bad(
                 f"result {position} (index {index}) has {score_key} {score!r}, not a number."
             )
+        try:
+            value = float(score)
+        except OverflowError:  # a JSON integer like 1e400 written out in full
+            raise _bad(
+                f"result {position} (index {index}) has {score_key} {str(score)[:24]}..., too "
+                "large for a float."
+            ) from None
+        if not math.isfinite(value):  # NaN/Infinity are not JSON, but Python's parser takes them
+            raise _bad(
+                f"result {position} (index {index}) has {score_key} {value!r}, not a finite "
+                "number, so it can't be ranked."
+            )
         if scores[index] is not None:
             raise _bad(f"index {index} appears more than once.")
-        scores[index] = float(score)
+        scores[index] = value
     missing = [i for i, s in enumerate(scores) if s is None]
     if missing or len(items) != n_documents:
         raise _bad(

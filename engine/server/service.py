@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from ..errors import InputError
-from ..pairing import pair_indices, validate_truncate_prompt_tokens
+from ..pairing import check_text, pair_indices, validate_truncate_prompt_tokens
 from ..ranking import rank
 from ..types import ScoreResult
 from .batcher import MicroBatcher
@@ -111,10 +111,11 @@ def as_texts(value: Any, *, side: str, model: str) -> list[str]:
                 400, f"MultiModalParam is not supported for `{model}`: {side}[{i}] is a "
                      "{'content': [...]} object, and this server scores text only. Send plain "
                      "strings.", param=side)
+        check_text(item, where=f"{side}[{i}]")
     return list(items)
 
 
-def resolve_options(body: Any, max_length: int) -> tuple[bool, int | None]:
+def resolve_options(body: Any, max_length: int, min_length: int = 1) -> tuple[bool, int | None]:
     """(use_activation, truncate_prompt_tokens) for the engine; 400 for what can't be honoured."""
     use_activation = body.use_activation
     for alias in (body.softmax, body.activation):
@@ -141,7 +142,7 @@ def resolve_options(body: Any, max_length: int) -> tuple[bool, int | None]:
         raise ApiError(400, "mm_processor_kwargs is not accepted: this server scores text only.",
                        param="mm_processor_kwargs")
     try:
-        tpt = validate_truncate_prompt_tokens(body.truncate_prompt_tokens, max_length)
+        tpt = validate_truncate_prompt_tokens(body.truncate_prompt_tokens, max_length, min_length)
     except InputError as exc:
         raise ApiError(400, str(exc), param="truncate_prompt_tokens") from None
     return use_activation is not False, tpt
@@ -198,7 +199,9 @@ class ScoringService:
     ) -> tuple[list[ScoreResult], int]:
         """Results in pair order, and the request's prompt tokens."""
         query_index = pair_indices(len(queries), len(documents))
-        use_activation, tpt = resolve_options(body, self.scorer.max_length)
+        use_activation, tpt = resolve_options(
+            body, self.scorer.max_length, getattr(self.scorer, "min_length", 1)
+        )
         results = await self.batcher.submit(queries, documents, query_index,
                                             use_activation=use_activation,
                                             truncate_prompt_tokens=tpt)

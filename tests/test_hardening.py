@@ -1,0 +1,261 @@
+"""Bad input is a typed error, never a silent wrong answer (one test per defect of the sweep).
+
+Each test here failed before its fix: NaN scores that scrambled a ranking, truncation below the
+special tokens, lone surrogates, empty tokenizers, dicts and sets iterated as documents,
+untyped errors from the wrappers and the loader, a progress callback that deadlocked, and
+transformers' LOAD REPORT on the terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from engine import (
+    InputError,
+    ModelLoadError,
+    NonFiniteScoreError,
+    RemoteScoreError,
+    Scorer,
+    ScorerError,
+)
+from engine.ranking import rank
+from engine.remote.adapters import collect_results
+from engine.types import ScoreResult
+from tests.conftest import DOCUMENTS, QUERIES
+
+NAN = float("nan")
+
+
+@pytest.fixture(scope="module")
+def ce(bert_ce: Path) -> Scorer:
+    return Scorer.load(bert_ce)
+
+
+# -- 1. non-finite scores ----------------------------------------------------------------------
+def _results(scores: list[float]) -> list[ScoreResult]:
+    return [ScoreResult(index=i, score=s) for i, s in enumerate(scores)]
+
+
+def test_one_nan_is_refused_instead_of_scrambling_the_ranking() -> None:
+    scores = [0.1, NAN, 0.9, 0.5, 0.7, 0.3]
+    with pytest.raises(NonFiniteScoreError, match="indices 1") as info:
+        rank(_results(scores), list("abcdef"), top_n=3)
+    assert info.value.indices == [1]
+
+
+def test_non_finite_scores_can_be_ranked_last_on_request() -> None:
+    scores = [0.1, NAN, 0.9, math.inf, 0.7, -math.inf]
+    ranked = rank(_results(scores), list("abcdef"), top_n=4, non_finite="last")
+    assert [r.index for r in ranked] == [2, 4, 0, 1]  # every finite score first, best first
+
+
+@pytest.fixture(scope="module")
+def nan_ce(bert_ce: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path_factory.mktemp("nan_ce") / "ce"
+    shutil.copytree(bert_ce, folder)
+    weights = load_file(str(folder / "model.safetensors"))
+    for key in weights:
+        if key.startswith("classifier."):
+            weights[key].fill_(NAN)
+    save_file(weights, str(folder / "model.safetensors"))
+    return folder
+
+
+def test_a_checkpoint_with_nan_weights_is_a_typed_error_naming_the_model(nan_ce: Path) -> None:
+    with pytest.raises(NonFiniteScoreError, match=r"nan_ce.*scored 2 of 2 documents nan"):
+        Scorer.load(nan_ce).score("q", ["a", "b"])
+    with pytest.raises(NonFiniteScoreError):
+        Scorer.load(nan_ce).rerank("q", ["a", "b"])
+    kept = Scorer.load(nan_ce, non_finite="last").rerank("q", ["a", "b"])
+    assert [r.index for r in kept] == [0, 1] and all(math.isnan(r.score) for r in kept)
+
+
+@pytest.mark.parametrize(
+    ("score", "needle"),
+    [(NAN, "not a finite number"), (math.inf, "not a finite number"),
+     (10**400, "too large for a float")],
+)
+def test_remote_non_finite_or_huge_scores_are_refused(score: float, needle: str) -> None:
+    with pytest.raises(RemoteScoreError, match=needle):
+        collect_results([(0, 0.5), (1, score)], 2, score_key="score")
+
+
+def test_remote_nan_in_a_servers_json_is_refused() -> None:
+    import httpx
+
+    from engine import RemoteScorer
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = '{"data": [{"index": 0, "score": NaN}, {"index": 1, "score": Infinity}]}'
+        return httpx.Response(200, text=body, headers={"content-type": "application/json"})
+
+    remote = RemoteScorer("http://scorer.test", max_retries=0)
+    remote._driver._transport = httpx.MockTransport(handler)
+    with pytest.raises(RemoteScoreError, match="not a finite number"):
+        remote.score("q", ["a", "b"])
+
+
+# -- 2. truncation below the special tokens --------------------------------------------------------
+@pytest.mark.parametrize("tpt", [1, 2, 3])
+def test_truncate_prompt_tokens_below_the_special_tokens_is_refused(ce: Scorer, tpt: int) -> None:
+    # A BERT pair has 3 special tokens; 4 keeps one token of text.
+    for docs in (["short"], ["a long document " * 40]):
+        with pytest.raises(InputError, match=f"truncate_prompt_tokens={tpt} is below 4"):
+            ce.score("q", docs, truncate_prompt_tokens=tpt)
+    assert ce.score("q", ["a long document " * 40], truncate_prompt_tokens=4)[0].num_tokens == 4
+
+
+@pytest.mark.parametrize("family", ["bert_ce", "st_bi_encoder", "colbert_ir"])
+def test_max_length_below_the_special_tokens_is_refused_at_load(
+    family: str, request: pytest.FixtureRequest
+) -> None:
+    with pytest.raises(InputError, match="max_length=2 is below"):
+        Scorer.load(request.getfixturevalue(family), max_length=2)
+
+
+# -- 3. lone surrogates
+@pytest.mark.parametrize(
+    ("queries", "documents", "needle"),
+    [("q", ["ok", "bad \ud800 text"], r"documents\[1\] has a lone surrogate"),
+     ("\udfff", ["ok"], "queries has a lone surrogate"),
+     (["q", "x\ud800"], ["a", "b"], r"queries\[1\] has a lone surrogate")],
+)
+def test_lone_surrogates_are_a_typed_error(
+    ce: Scorer, queries: object, documents: object, needle: str
+) -> None:
+    with pytest.raises(InputError, match=needle):
+        ce.score(queries, documents)  # type: ignore[arg-type]
+
+
+# -- 4. a folder without tokenizer files
+def test_a_folder_without_tokenizer_files_is_refused_at_load(bert_ce: Path, tmp_path: Path) -> None:
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(bert_ce / name, tmp_path / name)
+    with pytest.raises(ModelLoadError, match="no tokenizer files"):
+        Scorer.load(tmp_path)
+
+
+# -- 5. dicts and sets as documents
+@pytest.mark.parametrize(
+    ("documents", "needle"),
+    [({"a": "doc a", "b": "doc b"}, "would score its keys"), ({"x", "y"}, "order is arbitrary"),
+     (frozenset({"x"}), "order is arbitrary")],
+)
+def test_dicts_and_sets_are_refused(ce: Scorer, documents: object, needle: str) -> None:
+    with pytest.raises(InputError, match=needle):
+        ce.score("q", documents)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match=needle):
+        ce.rerank("q", documents)  # type: ignore[arg-type]
+
+
+# -- 6. untyped errors
+@pytest.mark.parametrize("model", [123, 1.5, ["a"]])
+def test_scorer_load_of_a_non_path_is_an_input_error(model: object) -> None:
+    with pytest.raises(InputError, match="model must be a model folder"):
+        Scorer.load(model)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("modules", "needle"),
+    [(["not an object"], "entry 0"), ([{"type": 3, "path": ""}], "entry 0"),
+     ({"type": "x"}, "must hold a list")],
+)
+def test_malformed_modules_json_is_a_load_error(
+    st_bi_encoder: Path, tmp_path: Path, modules: object, needle: str
+) -> None:
+    folder = tmp_path / "bi"
+    shutil.copytree(st_bi_encoder, folder)
+    (folder / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(ModelLoadError, match=needle):
+        Scorer.load(folder)
+
+
+def test_wrappers_refuse_none_and_wrong_containers(ce: Scorer) -> None:
+    from langchain_core.documents import Document
+
+    from langchain_scorer import ScorerCrossEncoder, ScorerRerank
+
+    rerank = ScorerRerank(scorer=ce)
+    for bad in (None, "text", {"a": Document(page_content="x")}):
+        with pytest.raises(InputError, match="documents"):
+            rerank.compress_documents(bad, "q")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="text_pairs is None"):
+        ScorerCrossEncoder(scorer=ce).score(None)  # type: ignore[arg-type]
+
+
+def test_llamaindex_takes_a_query_string_as_query_bundle(ce: Scorer) -> None:
+    from llama_index.core.schema import NodeWithScore, TextNode
+
+    from llamaindex_scorer import ScorerRerank
+
+    nodes = [NodeWithScore(node=TextNode(text=d), score=0.0) for d in DOCUMENTS]
+    reranker = ScorerRerank(scorer=ce, top_n=None)
+    got = reranker.postprocess_nodes(nodes, query_bundle=QUERIES[0])  # type: ignore[arg-type]
+    want = reranker.postprocess_nodes(nodes, query_str=QUERIES[0])
+    assert [n.node.text for n in got] == [n.node.text for n in want]
+    with pytest.raises(InputError, match="nodes is None"):
+        reranker.postprocess_nodes(None, query_str="q")  # type: ignore[arg-type]
+
+
+def test_metadata_that_cannot_be_copied_names_its_key(ce: Scorer) -> None:
+    from langchain_core.documents import Document
+
+    from langchain_scorer import ScorerRerank
+
+    docs = [Document(page_content="a"),
+            Document(page_content="b", metadata={"lock": threading.Lock()})]
+    with pytest.raises(InputError, match=r"documents\[1\]: metadata\['lock'\]"):
+        ScorerRerank(scorer=ce, top_n=None).compress_documents(docs, "q")
+
+
+@pytest.mark.parametrize("template", ["{page_content:>99999999999}", "{page_content!r}"])
+def test_document_template_format_specs_are_refused(ce: Scorer, template: str) -> None:
+    from pydantic import ValidationError
+
+    from langchain_scorer import ScorerRerank
+
+    with pytest.raises(ValidationError, match="conversion or format spec"):
+        ScorerRerank(scorer=ce, document_template=template)
+
+
+# -- 7. a progress callback that calls the same scorer
+def test_a_progress_callback_may_call_the_same_scorer(ce: Scorer) -> None:
+    inner: list[float] = []
+
+    def progress(done: int) -> None:
+        inner.append(ce.score("q", "d")[0].score)  # deadlocked on a non-reentrant lock
+
+    done = threading.Event()
+    result: list[int] = []
+
+    def run() -> None:
+        result.append(len(ce.score("q", ["doc"] * 70, progress=progress)))
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    assert done.wait(60), "a progress callback calling its scorer deadlocked"
+    assert result == [70] and len(inner) >= 2
+
+
+# -- 10. transformers' LOAD REPORT
+def test_forcing_a_score_type_keeps_transformers_load_report_off_the_terminal(
+    bert_ce: Path, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="engine"):
+        Scorer.load(bert_ce, score_type="bi-encoder")
+    out, err = capfd.readouterr()
+    assert "LOAD REPORT" not in out + err and "\x1b[" not in out + err
+    assert any("not used (classifier.bias, classifier.weight)" in r.message
+               for r in caplog.records)
+
+
+def test_every_error_is_a_scorer_error() -> None:
+    assert issubclass(NonFiniteScoreError, ScorerError)
