@@ -12,6 +12,7 @@ import json
 import math
 import shutil
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -259,3 +260,86 @@ def test_forcing_a_score_type_keeps_transformers_load_report_off_the_terminal(
 
 def test_every_error_is_a_scorer_error() -> None:
     assert issubclass(NonFiniteScoreError, ScorerError)
+
+
+# 9. remote deadlines and refused connections
+@pytest.fixture
+def trickling_server() -> Iterator[str]:
+    """A loopback server answering a valid response one byte every 0.4 s, headers included."""
+    import socket
+    import time
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    stop = threading.Event()
+
+    def handle(conn: socket.socket) -> None:
+        body = b'{"data": [{"index": 0, "score": 0.5}]}'
+        message = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                   + str(len(body)).encode() + b"\r\n\r\n" + body)
+        try:
+            conn.recv(65536)
+            for byte in message:
+                if stop.is_set():
+                    break
+                conn.send(bytes([byte]))
+                time.sleep(0.4)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    listener.close()
+
+
+def test_remote_timeout_is_a_deadline_not_a_per_read_limit(trickling_server: str) -> None:
+    import time
+
+    from engine import RemoteScorer
+
+    remote = RemoteScorer(trickling_server, timeout=1.0, max_retries=0)
+    started = time.monotonic()
+    with pytest.raises(RemoteScoreError, match="timed out after 1.0s"):
+        remote.score("q", ["a"])
+    assert time.monotonic() - started < 3.0  # was 16.8 s: each trickled byte reset the timeout
+
+
+async def test_async_remote_timeout_is_a_deadline_too(trickling_server: str) -> None:
+    import time
+
+    from engine import RemoteScorer
+
+    remote = RemoteScorer(trickling_server, timeout=1.0, max_retries=0)
+    started = time.monotonic()
+    with pytest.raises(RemoteScoreError, match="timed out after 1.0s"):
+        await remote.ascore("q", ["a"])
+    assert time.monotonic() - started < 3.0
+    await remote.aclose()
+
+
+def test_a_refused_connection_fails_at_once_unless_retries_are_asked_for() -> None:
+    from engine import RemoteScorer
+
+    waits: list[float] = []
+    remote = RemoteScorer("http://127.0.0.1:9", max_retries=3)
+    remote._driver._sleep = waits.append
+    with pytest.raises(RemoteScoreError, match="Nothing answered at http://127.0.0.1:9"):
+        remote.score("q", ["a"])
+    assert waits == []  # no retry of a refused connection
+    retrying = RemoteScorer("http://127.0.0.1:9", max_retries=2, retry_connect_errors=True)
+    retrying._driver._sleep = waits.append
+    with pytest.raises(RemoteScoreError, match="gave up after 3 attempts"):
+        retrying.score("q", ["a"])
+    assert len(waits) == 2

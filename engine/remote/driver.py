@@ -22,6 +22,7 @@ from typing import Any
 from .._optional import require
 from ..errors import InputError, RemoteScoreError
 from .adapters import server_message
+from .deadline import deadline, with_deadlines
 
 __all__ = ["HttpDriver", "RetryPolicy", "retry_after_seconds", "should_retry"]
 
@@ -40,12 +41,16 @@ class RetryPolicy:
         max_backoff: ceiling on the computed wait.
         max_retry_wait: the longest ``Retry-After`` honoured; a server asking for longer fails
             the call at once instead of blocking the caller for that long.
+        retry_connect_errors: retry when the connection can't be made at all (refused, no
+            such host). Off by default: nothing listens there, and retrying only makes the
+            caller wait before the same error.
     """
 
     max_retries: int = 3
     backoff: float = 0.5
     max_backoff: float = 8.0
     max_retry_wait: float = 60.0
+    retry_connect_errors: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) \
@@ -127,7 +132,8 @@ class HttpDriver:
         api: flavour name, used in error messages.
         api_key: sent as ``Authorization: Bearer``; never shown anywhere.
         key_source: where a key would come from (for the 401 hint), e.g. "COHERE_API_KEY".
-        timeout: seconds for each of connect, read, write and pool on every request.
+        timeout: the deadline of each request in seconds, from connecting to the last byte of
+            the answer (not per phase: a server trickling bytes can't stretch it).
         policy: the retry policy.
         headers: extra headers for every request.
         transport / async_transport: httpx transports (tests, proxies, mounts).
@@ -194,7 +200,7 @@ class HttpDriver:
         return ""
 
     def _judge(self, response: Any, path: str) -> _Attempt:
-        """Turn one response into a body, or an error marked retryable or not."""
+        """Turn one (read) response into a body, or an error marked retryable or not."""
         status = int(response.status_code)
         text = response.text
         try:
@@ -226,13 +232,20 @@ class HttpDriver:
         )
 
     def _transport_error(self, exc: Exception, path: str) -> _Attempt:
-        if isinstance(exc, self._httpx.TimeoutException):
-            what = f"timed out after {self.timeout}s ({type(exc).__name__})"
+        if isinstance(exc, (self._httpx.TimeoutException, TimeoutError)):
+            what = (f"timed out after {self.timeout}s, the deadline of one request "
+                    f"({type(exc).__name__})")
+            retryable = True
+        elif isinstance(exc, self._httpx.ConnectError):
+            what = (f"could not be sent: {type(exc).__name__}: {exc}. Nothing answered at "
+                    f"{self.base_url}: check the server is running and base_url")
+            retryable = self.policy.retry_connect_errors
         else:
             what = f"could not be sent: {type(exc).__name__}: {exc}"
+            retryable = True
         return _Attempt(
             error=RemoteScoreError(f"{self.api} request to {self.url(path)} {what}."),
-            retryable=True,
+            retryable=retryable,
         )
 
     def _next_wait(self, attempt: int, outcome: _Attempt) -> float | None:
@@ -265,8 +278,9 @@ class HttpDriver:
     def _sync_client(self) -> Any:
         with self._lock:
             if self._client is None:
+                transport = self._transport or with_deadlines(self._httpx.HTTPTransport())
                 self._client = self._httpx.Client(
-                    timeout=self._httpx.Timeout(self.timeout), transport=self._transport
+                    timeout=self._httpx.Timeout(self.timeout), transport=transport
                 )
             return self._client
 
@@ -277,8 +291,9 @@ class HttpDriver:
         while True:
             attempt += 1
             try:
-                response = client.post(self.url(path), json=payload,
-                                       headers=self._request_headers())
+                with deadline(self.timeout):
+                    response = client.post(self.url(path), json=payload,
+                                           headers=self._request_headers())
                 outcome = self._judge(response, path)
             except self._httpx.TransportError as exc:
                 outcome = self._transport_error(exc, path)
@@ -315,10 +330,13 @@ class HttpDriver:
         while True:
             attempt += 1
             try:
-                response = await client.post(self.url(path), json=payload,
-                                             headers=self._request_headers())
+                # wait_for bounds the whole exchange, headers and body, not each phase.
+                response = await asyncio.wait_for(
+                    client.post(self.url(path), json=payload, headers=self._request_headers()),
+                    self.timeout,
+                )
                 outcome = self._judge(response, path)
-            except self._httpx.TransportError as exc:
+            except (self._httpx.TransportError, asyncio.TimeoutError) as exc:
                 outcome = self._transport_error(exc, path)
             if outcome.error is None:
                 return outcome.body

@@ -32,8 +32,11 @@ class RemoteConfig:
         api: the flavour: "vllm-score", "vllm-rerank", "cohere", "jina", "tei", "infinity".
         model: model name sent with each request (required by Cohere and Jina).
         path: overrides the flavour's route, e.g. "/v1/rerank" for Infinity behind a prefix.
-        timeout: seconds per request (connect, read, write).
-        max_retries: retries on 429, 5xx, timeouts and connection errors.
+        timeout: the deadline of each request in seconds, from connecting to the last byte of
+            the answer (httpx's per-phase timeouts let a trickling server stall a caller).
+        max_retries: retries on 429, 5xx, timeouts and dropped connections.
+        retry_connect_errors: also retry when no connection can be made (refused, no such
+            host); off, so a server that isn't running fails the call at once.
         retry_backoff: first retry wait in seconds; doubles each time. Retry-After wins.
         max_retry_wait: longest Retry-After honoured before failing instead.
         max_batch_size: documents per request; None uses the flavour's default cap
@@ -49,6 +52,7 @@ class RemoteConfig:
     max_retries: int = 3
     retry_backoff: float = 0.5
     max_retry_wait: float = 60.0
+    retry_connect_errors: bool = False
     max_batch_size: int | None = None
     max_concurrency: int = 4
 
@@ -78,6 +82,10 @@ class RemoteConfig:
             raise InputError(f"The {self.api!r} API needs a model name; pass model=... .")
         RetryPolicy(max_retries=self.max_retries, backoff=self.retry_backoff,
                     max_retry_wait=self.max_retry_wait)  # validates the three numbers
+        if not isinstance(self.retry_connect_errors, bool):
+            raise InputError(
+                f"retry_connect_errors must be True or False, got {self.retry_connect_errors!r}."
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -187,12 +195,14 @@ class RemoteScorer(ScorerBase):
         path: str | None = None,
         retry_backoff: float = 0.5,
         max_retry_wait: float = 60.0,
+        retry_connect_errors: bool = False,
         headers: Mapping[str, str] | None = None,
     ) -> None:
         self.config = RemoteConfig(
             base_url=base_url, api=api, model=model, path=path, timeout=timeout,
             max_retries=max_retries, retry_backoff=retry_backoff, max_retry_wait=max_retry_wait,
-            max_batch_size=max_batch_size, max_concurrency=max_concurrency,
+            retry_connect_errors=retry_connect_errors, max_batch_size=max_batch_size,
+            max_concurrency=max_concurrency,
         )
         self.adapter: Adapter = get_adapter(api)
         # The environment is read here, at the edge, and only when no key was passed.
@@ -204,7 +214,8 @@ class RemoteScorer(ScorerBase):
             self.config.base_url, api=api, api_key=key or None, key_source=key_source,
             timeout=float(timeout),
             policy=RetryPolicy(max_retries=max_retries, backoff=retry_backoff,
-                               max_retry_wait=max_retry_wait),
+                               max_retry_wait=max_retry_wait,
+                               retry_connect_errors=retry_connect_errors),
             headers=headers,
         )
 
