@@ -343,3 +343,90 @@ def test_a_refused_connection_fails_at_once_unless_retries_are_asked_for() -> No
     with pytest.raises(RemoteScoreError, match="gave up after 3 attempts"):
         retrying.score("q", ["a"])
     assert len(waits) == 2
+
+
+# 8. the server
+class _Exploding:
+    """A scorer whose model call fails with an unexpected (non-scorer) error, once."""
+
+    def __init__(self, inner: Scorer) -> None:
+        self.inner = inner
+        self.model, self.score_type = inner.model, inner.score_type
+        self.max_length, self.min_length = inner.max_length, inner.min_length
+        self.failures = 1
+
+    def _score_resolved(self, *args: object, **kwargs: object) -> object:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("boom")
+        return self.inner._score_resolved(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_500_keeps_the_connection_usable(ce: Scorer) -> None:
+    import httpx
+
+    from engine.server import create_app
+    from tests.test_server import ServerThread
+
+    with ServerThread(create_app(_Exploding(ce))) as server, httpx.Client() as client:
+        first = client.post(f"{server.url}/score", json={"queries": "q", "documents": ["a"]})
+        assert first.status_code == 500
+        assert first.json()["error"]["message"] == "RuntimeError: boom"
+        # The same keep-alive connection serves the next request (it was reset before).
+        second = client.post(f"{server.url}/score", json={"queries": "q", "documents": ["a"]})
+        assert second.status_code == 200 and len(second.json()["data"]) == 1
+
+
+@pytest.mark.parametrize(
+    "body", [b'{"queries": "\xff\xfe", "documents": "x"}', b"[" * 100_000 + b"]" * 100_000],
+    ids=["invalid UTF-8", "100k-deep JSON"],
+)
+def test_unparseable_bodies_get_the_vllm_error_body(ce: Scorer, body: bytes) -> None:
+    from fastapi.testclient import TestClient
+
+    from engine.server import create_app
+
+    with TestClient(create_app(ce)) as client:
+        r = client.post("/score", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["code"] == 400
+    assert "UTF-8 JSON" in error["message"]
+
+
+def test_api_key_file_and_its_help(tmp_path: Path) -> None:
+    import argparse
+
+    from engine.server.cli import add_arguments, api_key
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert "--api-key-file" in parser.format_help() and "ps" in parser.format_help()
+    key = tmp_path / "key"
+    key.write_text("s3cret\n")
+    assert api_key(parser.parse_args(["m", "--api-key-file", str(key)])) == "s3cret"
+    with pytest.raises(InputError, match="not both"):
+        api_key(parser.parse_args(["m", "--api-key-file", str(key), "--api-key", "x"]))
+    (tmp_path / "empty").write_text("")
+    with pytest.raises(InputError, match="is empty"):
+        api_key(parser.parse_args(["m", "--api-key-file", str(tmp_path / "empty")]))
+
+
+def test_a_busy_port_is_found_before_the_model_loads(bert_ce: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        started = time.monotonic()
+        out = subprocess.run(
+            [sys.executable, "-m", "engine.cli", "serve", str(bert_ce), "--port", str(port)],
+            capture_output=True, text=True, timeout=120,
+        )
+    assert out.returncode == 2 and "already in use" in out.stderr and "pass --port" in out.stderr
+    assert "serving" not in out.stderr and "Traceback" not in out.stderr
+    assert time.monotonic() - started < 60

@@ -21,6 +21,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import InputError, InputTooLongError, ScorerError
 from .batcher import MicroBatcher, ServerClosing
@@ -160,10 +161,17 @@ def create_app(scorer: Any, config: ServerConfig | None = None, **options: Any) 
     async def on_not_implemented(_: Request, exc: NotImplementedError) -> JSONResponse:
         return _error_response(501, str(exc) or "Not implemented.", "NotImplementedError")
 
-    @app.exception_handler(Exception)
-    async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
-        # Starlette re-raises after this response, so the server's log gets the traceback.
-        return _error_response(500, f"{type(exc).__name__}: {exc}", "InternalServerError")
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code in (404, 405):  # unknown route / method: FastAPI's body, as vLLM's
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
+                                headers=exc.headers)
+        # e.g. a body that is not UTF-8 or nests too deep to parse: vLLM's error body.
+        message = str(exc.detail)
+        if exc.status_code == 400 and message == "There was an error parsing the body":
+            message += (": it must be UTF-8 JSON (invalid UTF-8, or nesting too deep for the "
+                        "parser, can't be read).")
+        return _error_response(exc.status_code, message, "Bad Request", "body")
 
     app.add_middleware(Gate, config=config, metrics=metrics)
     return app

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from typing import Any
 
 from ..cli_options import add_model_options, load_from_args
+from ..errors import InputError
 
 __all__ = ["add_arguments", "run"]
 
@@ -19,8 +21,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--api-key", default=None,
-                   help="require 'Authorization: Bearer KEY' on every scoring route (default: "
-                   "the VLLM_API_KEY environment variable, else no auth)")
+                   help="require 'Authorization: Bearer KEY' on every route but health, "
+                   "metrics, version and docs (default: the VLLM_API_KEY environment variable, "
+                   "else no auth). Visible to anyone who can list processes (ps): prefer "
+                   "--api-key-file or VLLM_API_KEY")
+    p.add_argument("--api-key-file", default=None, metavar="PATH",
+                   help="read the API key from this file (its first line), so it never shows "
+                   "in the process list")
     p.add_argument("--served-model-name", default=None,
                    help="model name in responses and /v1/models (default: MODEL)")
     p.add_argument("--max-documents-per-request", type=int, default=1000,
@@ -49,9 +56,12 @@ def run(args: Any) -> int:
     uvicorn = require("uvicorn", extra="server", purpose="scorer serve")
     from .app import ServerConfig, create_app
 
+    # The port first: finding it taken after a minute of loading, and after printing
+    # "serving", helps no one. The socket stays bound and is handed to uvicorn.
+    sock = bind(args.host, args.port)
     config = ServerConfig(
         served_model_name=args.served_model_name,
-        api_key=args.api_key or os.environ.get("VLLM_API_KEY") or None,
+        api_key=api_key(args),
         max_documents_per_request=args.max_documents_per_request,
         max_body_bytes=args.max_body_bytes,
         batching=args.batching,
@@ -65,6 +75,43 @@ def run(args: Any) -> int:
     print(f"scorer: serving {scorer!r} as {config.served_model_name or scorer.model!r} at "
           f"http://{args.host}:{args.port} (auth {auth}, micro-batching "
           f"{'on' if config.batching else 'off'}); docs at /docs", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
-                timeout_graceful_shutdown=args.timeout_graceful_shutdown)
+    server = uvicorn.Server(uvicorn.Config(
+        app, host=args.host, port=args.port, log_level=args.log_level,
+        timeout_graceful_shutdown=args.timeout_graceful_shutdown,
+    ))
+    server.run(sockets=[sock])
     return 0
+
+
+def api_key(args: Any) -> str | None:
+    """--api-key-file, else --api-key, else VLLM_API_KEY; both flags at once is an error."""
+    if args.api_key_file is not None:
+        if args.api_key is not None:
+            raise InputError("Pass --api-key or --api-key-file, not both.")
+        try:
+            with open(args.api_key_file, encoding="utf-8") as f:
+                key = f.readline().strip()
+        except OSError as exc:
+            raise InputError(f"--api-key-file {args.api_key_file!r}: {exc.strerror}.") from None
+        if not key:
+            raise InputError(f"--api-key-file {args.api_key_file!r} is empty.")
+        return key
+    return args.api_key or os.environ.get("VLLM_API_KEY") or None
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port, or a clear error when the port is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise InputError(
+            f"Can't listen on {host}:{port}: {exc.strerror}. Another server may be using the "
+            "port: stop it, or pass --port with a free one."
+        ) from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock

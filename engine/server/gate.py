@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -25,6 +26,8 @@ SCORING_ROUTES = frozenset(SCORE_ROUTES + RERANK_ROUTES)
 OPEN_ROUTES = frozenset({"/health", "/metrics", "/version", "/docs", "/docs/oauth2-redirect",
                          "/openapi.json", "/redoc"})
 KNOWN_ROUTES = SCORING_ROUTES | OPEN_ROUTES | {"/v1/models"}
+
+logger = logging.getLogger("engine.server")
 
 ASGIApp = Callable[[MutableMapping[str, Any], Callable[[], Awaitable[Any]],
                     Callable[[MutableMapping[str, Any]], Awaitable[None]]], Awaitable[None]]
@@ -70,7 +73,7 @@ class Gate:
             return
         path = scope["path"]
         route = path if path in KNOWN_ROUTES else "other"
-        status = [500]
+        status = [0]  # 0 until the response has started
 
         async def send_recording(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
@@ -83,10 +86,20 @@ class Gate:
             self.metrics.in_flight += 1
         try:
             await self._gate(scope, receive, send_recording, path, scoring)
+        except Exception as exc:
+            # Answered here, not by Starlette's outermost error middleware: that one re-raises
+            # after its 500, and the server then drops the keep-alive connection without a
+            # "Connection: close", so a client's next request on it is reset.
+            if status[0]:
+                raise  # the response is already on its way; nothing sane can follow it
+            logger.exception("unexpected error answering %s %s", scope.get("method"), path)
+            status[0] = 500
+            await _send_json(send, 500, error_body(
+                500, f"{type(exc).__name__}: {exc}", "InternalServerError"))
         finally:
             if scoring:
                 self.metrics.in_flight -= 1
-            self.metrics.observe(route, status[0], time.perf_counter() - started)
+            self.metrics.observe(route, status[0] or 500, time.perf_counter() - started)
 
     async def _gate(self, scope: MutableMapping[str, Any], receive: Any, send: Any, path: str,
                     scoring: bool) -> None:
