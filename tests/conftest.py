@@ -92,3 +92,18 @@ def qwen3_llm_reranker(model_dir: Path) -> Path:
 
     lm = build_causal_lm(model_dir / "qwen3_lm", "qwen3", seed=1, tie=True)
     return convert_to_seq_cls(lm, model_dir / "qwen3_seq_cls", ["no", "yes"])
+
+
+# Property tests (tests/test_properties.py): a bounded, reproducible run by default;
+# `pytest --hypothesis-profile=long` for thousands of examples.
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile(
+    "default", max_examples=8, deadline=None, derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+settings.register_profile(
+    "long", max_examples=2000, deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+settings.load_profile("default")
