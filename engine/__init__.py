@@ -6,6 +6,7 @@ Public API (pinned by ``__all__`` and a test)::
     scorer = Scorer.load("path/to/model")          # score type detected from the checkpoint
     scorer.score("query", ["doc a", "doc b"])      # list[ScoreResult], in input order
     scorer.rerank("query", ["doc a", "doc b"])     # list[RerankResult], best first
+    reciprocal_rank_fusion(bm25_scores, model_scores)   # hybrid: fuse a first stage and a model
 
 ``engine`` imports no framework (LangChain, LlamaIndex) and no torch until a model is loaded.
 """
@@ -18,6 +19,7 @@ from .errors import (
     InputTooLongError,
     MissingDependency,
     ModelLoadError,
+    NonFiniteScoreError,
     PairingError,
     RemoteScoreError,
     ScorerError,
@@ -25,10 +27,11 @@ from .errors import (
     TemplateError,
     UnsupportedScoreType,
 )
+from .fusion import blend_scores, reciprocal_rank_fusion
 from .llm import LLM, PoolingParams, ScoringOutput, ScoringRequestOutput
 from .ranking import rank
 from .scorer import DEFAULT_MODEL, Scorer, default_model_path
-from .types import RerankResult, ScoreResult, ScoreType
+from .types import CacheInfo, RerankResult, ScoreResult, ScoreType
 
 __version__ = "0.1.0"
 
@@ -42,12 +45,14 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
+    "CacheInfo",
     "DEFAULT_MODEL",
     "LLM",
     "InputError",
     "InputTooLongError",
     "MissingDependency",
     "ModelLoadError",
+    "NonFiniteScoreError",
     "PairingError",
     "PoolingParams",
     "RemoteScoreError",
@@ -64,6 +69,8 @@ __all__ = [
     "TemplateError",
     "UnsupportedScoreType",
     "__version__",
+    "blend_scores",
     "default_model_path",
     "rank",
+    "reciprocal_rank_fusion",
 ]

@@ -15,12 +15,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # The contract: adding a public name is a deliberate change to this list.
 ENGINE_ALL = [
+    "CacheInfo",
     "DEFAULT_MODEL",
     "LLM",
     "InputError",
     "InputTooLongError",
     "MissingDependency",
     "ModelLoadError",
+    "NonFiniteScoreError",
     "PairingError",
     "PoolingParams",
     "RemoteScoreError",
@@ -37,8 +39,10 @@ ENGINE_ALL = [
     "TemplateError",
     "UnsupportedScoreType",
     "__version__",
+    "blend_scores",
     "default_model_path",
     "rank",
+    "reciprocal_rank_fusion",
 ]
 
 
@@ -108,6 +112,7 @@ def test_wheel_ships_templates_and_data(tmp_path: Path) -> None:
         assert f"engine/templates/{p.name}" in names, p.name
     assert "engine/datasets/scifact_mini/corpus.jsonl" in names
     assert "engine/datasets/scifact_mini/NOTICE.md" in names
+    assert "engine/datasets/scifact_mini/bm25_top20.tsv" in names  # the demo's first stage
     assert "engine/py.typed" in names
     # And the installed layout resolves: unpack and ask engine._resources from there.
     target = tmp_path / "site"
