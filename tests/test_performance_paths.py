@@ -98,7 +98,7 @@ def test_unsupported_encoders_keep_the_stock_forward() -> None:
     relative = BertModel(BertConfig(position_embedding_type="relative_key", **small))
     assert build_packed_encoder(relative, torch.device("cpu")) is None
     plain = BertModel(BertConfig(**small))
-    assert build_packed_encoder(plain, torch.device("cuda")) is None  # CPU only
+    assert build_packed_encoder(plain, torch.device("mps")) is None  # CPU and CUDA only
     assert build_packed_encoder(plain, torch.device("cpu")) is not None
     assert build_packed_encoder(torch.nn.Linear(2, 2), torch.device("cpu")) is None
 
@@ -357,7 +357,7 @@ def _spearman(a: list[float], b: list[float]) -> float:
     return float(torch.corrcoef(torch.stack([ra, rb]))[0, 1])
 
 
-def test_auto_dtype_stays_float32_on_cpu(bert_ce: Path) -> None:
+def test_auto_dtype_stays_float32_on_cpu(bert_ce: Path) -> None:  # exact by default
     assert Scorer.load(bert_ce, device="cpu").dtype == "float32"
 
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import torch
 
-from ..calls import ScoreCall
+from ..calls import ScoreCall, VllmTokenization
 from ..config import ScorerConfig
 from ..errors import ModelLoadError, UnsupportedScoreType
 from ..types import CacheInfo, ScoreResult, ScoreType
-from .base import LocalBackend
+from .base import LocalBackend, pair_token_ids
 from .checkpoint import CheckpointInfo, cap_max_length, model_max_length, read_json
 from .doc_cache import CachedEncoding, encoding_key, make_cache
 from .encoder import shared_encoder
-from .pooling import pool
+from .kernels import run_dense
+from .packed import TokenStates
+from .pooling import pool_packed
 from .runner import Coverage, ProgressFn, RowCache, Stages
 from .similarity import cosine
 from .tokenizing import distinct
@@ -97,16 +99,18 @@ class BiEncoderBackend(LocalBackend):
             self.doc_cache.clear()
 
     # -- head ------------------------------------------------------------------------------------
-    def head(
-        self, states: tuple[torch.Tensor, torch.Tensor], use_activation: bool
-    ) -> torch.Tensor:
-        """Token states [B, L, H] and mask [B, L] → sentence embeddings [B, D] in float32."""
-        hidden, mask = states
-        hidden = hidden.float()  # head in float32, as vLLM's head_dtype
-        emb = torch.cat([pool(hidden, mask, m) for m in self.pooling_modes], dim=-1)  # [B, H*k]
-        with torch.inference_mode():
-            for layer in self.dense:
-                emb = layer(emb)  # [B, D]
+    def head(self, states: TokenStates, use_activation: bool) -> torch.Tensor:
+        """Packed token states [T, H] → sentence embeddings [B, D] in float32.
+
+        Each text is pooled over its own tokens and the Dense layers run through batch-invariant
+        kernels, so an embedding does not depend on the other texts of its batch.
+        """
+        hidden = states.hidden.float()  # head in float32, as vLLM's head_dtype
+        emb = torch.cat(
+            [pool_packed(hidden, states.lengths, m) for m in self.pooling_modes], dim=-1
+        )  # [B, H*k]
+        for layer in self.dense:
+            emb = run_dense(layer, emb, self.encoder.head_linears)  # [B, D]
         if use_activation and self.normalize:
             emb = torch.nn.functional.normalize(emb, p=2, dim=-1)
         return emb
@@ -116,25 +120,26 @@ class BiEncoderBackend(LocalBackend):
         self, texts: list[str], *, limit: int, overflow: str, use_activation: bool = True,
         progress: ProgressFn | None = None, what: str = "text",
         positions: list[int] | None = None, weights: list[int] | None = None,
-        cached: bool = False,
+        cached: bool = False, vllm: VllmTokenization | None = None, cap: int = 0,
     ) -> tuple[torch.Tensor, Coverage]:
         """Embeddings [N, D] (float32, CPU) of ``texts`` in their order, and which were cut.
 
         ``positions``: the texts' indices in the call (error messages); ``weights``: the pairs
-        each text stands for (progress); ``cached``: go through the document cache.
+        each text stands for (progress); ``cached``: go through the document cache; ``vllm``
+        and ``cap``: tokenize by vLLM's rules, texts cut to ``cap`` tokens first.
         """
         where = positions if positions is not None else list(range(len(texts)))
         stages: Stages[torch.Tensor] = Stages(
             prepare=lambda items: self.encoder.tokenize(
                 [texts[i] for i in items], limit=limit, overflow=overflow, what=what,
-                positions=[where[i] for i in items],
+                positions=[where[i] for i in items], vllm=vllm, cap=cap,
             ),
             forward=self.encoder.forward,
             head=lambda states, _: self.head(states, use_activation),
             packed=self.encoder.packed,
         )
         cache = None
-        if cached and self.doc_cache is not None:
+        if cached and self.doc_cache is not None and vllm is None:
             cache = RowCache(
                 cache=self.doc_cache,
                 keys=[encoding_key(t, limit=limit, overflow=overflow,
@@ -144,7 +149,8 @@ class BiEncoderBackend(LocalBackend):
                 join=_stack_rows,
             )
         return self.runner.rows(
-            len(texts), stages, weights=weights, progress=progress, cache=cache
+            len(texts), stages, weights=weights, progress=progress, cache=cache,
+            keep_ids=vllm is not None and vllm.keep_token_ids,
         )
 
     def score_pairs(
@@ -154,13 +160,18 @@ class BiEncoderBackend(LocalBackend):
         # Each distinct query is encoded once, however many documents it is paired with, and
         # so is each distinct document (and, with the document cache, each one seen before).
         queries, query_index, q_first = distinct(call.queries, call.query_index)
-        q_emb, q_cov = self.embed(queries, limit=limit, overflow=overflow,
-                                  use_activation=call.activation, what="query", positions=q_first)
+        vllm = call.vllm
+        q_emb, q_cov = self.embed(
+            queries, limit=limit, overflow=overflow, use_activation=call.activation,
+            what="query", positions=q_first, vllm=vllm,
+            cap=vllm.max_tokens_per_query if vllm else 0,
+        )
         texts, doc_slot, d_first = distinct(call.documents, list(range(len(call.documents))))
         d_emb, d_cov = self.embed(
             texts, limit=limit, overflow=overflow, use_activation=call.activation,
             progress=progress, what="document", positions=d_first,
-            weights=_counts(doc_slot, len(texts)), cached=True,
+            weights=_counts(doc_slot, len(texts)), cached=True, vllm=vllm,
+            cap=vllm.max_tokens_per_doc if vllm else 0,
         )
         scores = cosine(q_emb[query_index], d_emb[doc_slot])  # [N]
         return [
@@ -170,6 +181,8 @@ class BiEncoderBackend(LocalBackend):
                 truncated=q_cov.truncated[q] or d_cov.truncated[doc_slot[k]],
                 num_tokens=q_cov.num_tokens[q] + d_cov.num_tokens[doc_slot[k]],
                 query_tokens=q_cov.num_tokens[q],
+                prompt_token_ids=pair_token_ids(q_cov.input_ids, d_cov.input_ids, q,
+                                                doc_slot[k], self.encoder.tokenizer.pad_token_id),
             )
             for k, q in enumerate(query_index)
         ]

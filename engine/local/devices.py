@@ -63,10 +63,13 @@ def cpu_flags() -> frozenset[str]:
 def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
     """The torch dtype for a ``dtype`` option.
 
-    "auto" is exact: float32 on CPU, bfloat16 (or float16) on GPUs. "fast" is bfloat16 wherever
-    the hardware runs it natively (GPUs; CPUs with AMX or AVX512-BF16), else what "auto" gives:
-    on the real MiniLM it kept rankings (Spearman >= 0.9996, top-10 overlap 1.0, bench/README.md)
-    at 1.5-1.7x our float32 speed on an AVX512-BF16 CPU.
+    "auto" is exact: float32 on CPU, bfloat16 (or float16) on GPUs. It stays float32 on CPUs
+    with AMX too, although there bfloat16 keeps rankings (Spearman ≥ 0.999, top-10 1.0 on the
+    real MiniLM) and runs ~2x faster (bench/README.md): the default contract is scores equal to
+    transformers'/vLLM's float32 ones to 1e-5, the same on every machine and in any batch
+    company, and no load-time check can show that bfloat16 keeps an arbitrary checkpoint's
+    rankings. "fast" is that opt-in: bfloat16 wherever the hardware runs it natively (GPUs;
+    CPUs with AMX or AVX512-BF16), else what "auto" gives.
     """
     if isinstance(dtype, torch.dtype):
         return dtype

@@ -12,12 +12,14 @@ from typing import Any
 
 import torch
 
+from ..calls import VllmTokenization
 from ..config import ScorerConfig
 from .batching import pad
 from .checkpoint import CheckpointInfo, read_json
-from .packed import build_packed_encoder, pack, unpack
+from .kernels import Linears
+from .packed import TokenStates, build_packed_encoder, pack
 from .runner import Prepared
-from .tokenizing import tokenize
+from .tokenizing import cap_texts, encode_vllm, tokenize
 from .weights import cached, load_pretrained, load_tokenizer
 
 __all__ = ["TextEncoder", "shared_encoder"]
@@ -49,15 +51,25 @@ class TextEncoder:
         self.uses_token_types = "token_type_ids" in getattr(
             self.tokenizer, "model_input_names", ()
         )
-        # The padding-free forward (CPU, BERT family), or None for the stock one.
+        # The padding-free forward (BERT family), or None for the stock one.
         self.packed = build_packed_encoder(self.model, device)
+        # Heads (Dense, projections) run in float32 through batch-invariant linear kernels.
+        self.head_linears = Linears(device, torch.float32)
 
     def tokenize(
         self, texts: Sequence[str], *, limit: int, overflow: str, what: str,
-        positions: Sequence[int] | None = None,
+        positions: Sequence[int] | None = None, vllm: VllmTokenization | None = None,
+        cap: int = 0,
     ) -> Prepared:
+        """Token ids of single texts: Scorer's rules (cut to ``limit`` and flag, or refuse),
+        or with ``vllm`` vLLM's (text ``cap`` first, then its truncation or refusal)."""
         if self.do_lower_case:
             texts = [t.lower() for t in texts]
+        if vllm is not None:
+            capped, cut = cap_texts(self.tokenizer, texts, cap)
+            prep = encode_vllm(self.tokenizer, capped, params=vllm)
+            return Prepared(input_ids=prep.input_ids, token_type_ids=None,
+                            truncated=[a or b for a, b in zip(cut, prep.truncated, strict=True)])
         return tokenize(
             self.tokenizer, texts, limit=limit, strategy="right", overflow=overflow, what=what,
             positions=positions,
@@ -65,17 +77,26 @@ class TextEncoder:
 
     def forward(
         self, ids: list[list[int]], _type_ids: list[list[int]] | None = None,
-        packed: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Last hidden states [B, L, H] and mask [B, L] for one batch of unpadded id lists.
+        packed: bool = False, attend: list[int] | None = None,
+    ) -> TokenStates:
+        """Last hidden states of one batch of unpadded id lists, packed ([T, H], own spans).
 
         ``packed``: use the padding-free forward (only where :attr:`packed` is set). Token type
         ids are 0 everywhere (single texts), so the runner's ``_type_ids`` are not read.
+        ``attend``: per sequence, how many leading tokens are attended to (ColBERT's [MASK]
+        query expansion is not); None: all.
         """
+        lengths = tuple(len(s) for s in ids)
         if packed and self.packed is not None:
-            return unpack(self.packed(pack(ids)), [len(s) for s in ids])
+            return TokenStates(self.packed(pack(ids, attend=attend)), lengths)
         input_ids, mask = pad(ids, pad_id=self.pad_id)  # [B, L], [B, L]
-        return self.forward_padded(input_ids, mask), mask.to(self.device)
+        attention = mask
+        if attend is not None:
+            attention = torch.zeros_like(mask)
+            for row, n in enumerate(attend):
+                attention[row, :n] = 1
+        hidden = self.forward_padded(input_ids, attention)  # [B, L, H]
+        return TokenStates.from_padded(hidden, mask.to(hidden.device))
 
     def forward_padded(self, input_ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
         """Last hidden states [B, L, H] of padded ``input_ids`` [B, L] under ``attention``."""

@@ -70,7 +70,9 @@ def finalize_logits(
         raw = z[:, 0]  # [B]
         if not use_activation or activation is Activation.IDENTITY:
             return raw
-        return torch.sigmoid(raw)
+        # 1 / (1 + e^-x), not torch.sigmoid: its vectorised and scalar tail loops differ in
+        # the last bit, so a score would depend on its position in the batch.
+        return 1.0 / (1.0 + torch.exp(-raw))
     if z.shape[-1] == 2:
         if not use_activation or activation is Activation.IDENTITY:
             return z[:, 1] - z[:, 0]  # [B]

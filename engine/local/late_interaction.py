@@ -6,15 +6,17 @@ import string
 
 import torch
 
-from ..calls import ScoreCall
+from ..calls import ScoreCall, VllmTokenization
 from ..config import ScorerConfig
 from ..errors import ModelLoadError
 from ..types import CacheInfo, ScoreResult, ScoreType
-from .base import LocalBackend
+from .base import LocalBackend, pair_token_ids
 from .batching import pad
 from .checkpoint import CheckpointInfo, cap_max_length, model_max_length
 from .doc_cache import CachedEncoding, encoding_key, make_cache
 from .encoder import shared_encoder
+from .kernels import run_dense
+from .packed import TokenStates, unpack
 from .runner import Coverage, Prepared, ProgressFn, RowCache, Stages
 from .similarity import maxsim, normalize_tokens
 from .tokenizing import distinct
@@ -147,36 +149,37 @@ class LateInteractionBackend(LocalBackend):
     def forward_augmented(
         self, ids: list[list[int]], _type_ids: list[list[int]] | None = None,
         _packed: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """ColBERT query augmentation: queries padded with [MASK] to ``query_length``.
+    ) -> TokenStates:
+        """ColBERT query augmentation: each query padded with [MASK] to ``query_length``.
 
         The model doesn't attend to the expansion tokens, but their output vectors take part in
-        MaxSim, so the returned scoring mask [B, L] is all ones.
+        MaxSim, so every row of each query is scored. Each query is padded on its own (never to
+        its batch's longest), and the packed forward is used where the model has one, so a
+        query's vectors do not depend on its batch company.
         """
-        length = max(self.config.query_length, max(len(s) for s in ids))
         mask_id = int(self.encoder.tokenizer.mask_token_id)
-        input_ids = torch.full((len(ids), length), mask_id, dtype=torch.long)  # [B, L]
-        attention = torch.zeros((len(ids), length), dtype=torch.long)  # [B, L]
-        for row, seq in enumerate(ids):
-            input_ids[row, : len(seq)] = torch.as_tensor(seq)
-            attention[row, : len(seq)] = 1
-        hidden = self.encoder.forward_padded(input_ids, attention)  # [B, L, H]
-        return hidden, torch.ones_like(attention, device=self.device)
+        expanded = [seq + [mask_id] * max(0, self.config.query_length - len(seq)) for seq in ids]
+        return self.encoder.forward(  # type: ignore[no-any-return]
+            expanded, packed=self.encoder.packed is not None, attend=[len(s) for s in ids]
+        )
 
     # -- head ------------------------------------------------------------------------------------
     def head(
-        self, states: tuple[torch.Tensor, torch.Tensor], ids: list[list[int]], *,
-        use_activation: bool, document: bool,
+        self, states: TokenStates, ids: list[list[int]], *, use_activation: bool,
+        document: bool,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token states [B, L, H] → token vectors [B, L, D] (float32) and scoring mask [B, L]."""
-        hidden, mask = states
-        vectors = hidden.float()
+        """Packed token states [T, H] → token vectors [B, L, D] (float32, zeros in padding)
+        and scoring mask [B, L].
+
+        The projection runs on the packed rows through batch-invariant kernels and each vector
+        is normalised on its own, so a text's vectors do not depend on its batch company.
+        """
+        vectors = states.hidden.float()  # [T, H]
         if self.projection is not None:
-            with torch.inference_mode():
-                vectors = self.projection(vectors)  # [B, L, D]
+            vectors = run_dense(self.projection, vectors, self.encoder.head_linears)  # [T, D]
         if use_activation:
             vectors = normalize_tokens(vectors)
-        mask = mask.clone()
+        vectors, mask = unpack(vectors, states.lengths)  # [B, L, D], [B, L]
         if self.drop_bos:
             mask[:, 0] = 0
         if document and self.config.colbert_markers:
@@ -192,25 +195,32 @@ class LateInteractionBackend(LocalBackend):
 
     def _stages(
         self, texts: list[str], positions: list[int], *, limit: int, overflow: str,
-        use_activation: bool, query: bool,
+        use_activation: bool, query: bool, vllm: VllmTokenization | None = None,
     ) -> Stages[tuple[torch.Tensor, torch.Tensor]]:
         augmented = query and self.config.colbert_markers
+
+        def prepare(items: list[int]) -> Prepared:
+            chosen = [texts[i] for i in items]
+            if vllm is not None:  # vLLM's rules, and vLLM adds no ColBERT markers
+                cap = vllm.max_tokens_per_query if query else vllm.max_tokens_per_doc
+                return self.encoder.tokenize(chosen, limit=limit, overflow=overflow,
+                                             what="text", vllm=vllm, cap=cap)
+            return self.prepare(chosen, limit=limit, overflow=overflow, query=query,
+                                positions=[positions[i] for i in items])
+
         return Stages(
-            prepare=lambda items: self.prepare(
-                [texts[i] for i in items], limit=limit, overflow=overflow, query=query,
-                positions=[positions[i] for i in items],
-            ),
+            prepare=prepare,
             forward=self.forward_augmented if augmented else self.encoder.forward,
             head=lambda states, ids: self.head(
                 states, ids, use_activation=use_activation, document=not query
             ),
-            packed=None if augmented else self.encoder.packed,
+            packed=self.encoder.packed,
         )
 
     # -- the call --------------------------------------------------------------------------------
     def encode_queries(
         self, queries: list[str], positions: list[int], *, limit: int, overflow: str,
-        use_activation: bool,
+        use_activation: bool, vllm: VllmTokenization | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, Coverage]:
         """Query token vectors [Q, Lq, D] and scoring masks [Q, Lq] in input order (zeros in
         the padding), and which queries were cut."""
@@ -223,8 +233,9 @@ class LateInteractionBackend(LocalBackend):
                 vectors[i], masks[i] = v[j], m[j]
 
         stages = self._stages(queries, positions, limit=limit, overflow=overflow,
-                              use_activation=use_activation, query=True)
-        coverage = self.runner.run(len(queries), stages, keep)
+                              use_activation=use_activation, query=True, vllm=vllm)
+        coverage = self.runner.run(len(queries), stages, keep,
+                                   keep_ids=vllm is not None and vllm.keep_token_ids)
         # Each row is as wide as its batch; pad them to one width for MaxSim.
         q_vec = torch.nn.utils.rnn.pad_sequence(vectors, batch_first=True)  # [Q, Lq, D]
         q_mask = torch.nn.utils.rnn.pad_sequence(masks, batch_first=True)  # [Q, Lq]
@@ -237,8 +248,10 @@ class LateInteractionBackend(LocalBackend):
         use_activation = call.activation
         # Each distinct query is encoded once, however many documents it is paired with.
         queries, query_index, q_first = distinct(call.queries, call.query_index)
+        vllm = call.vllm
         q_vec, q_mask, q_cov = self.encode_queries(
-            queries, q_first, limit=limit, overflow=overflow, use_activation=use_activation
+            queries, q_first, limit=limit, overflow=overflow, use_activation=use_activation,
+            vllm=vllm,
         )
         # Identical documents are encoded once; with a document cache, so are documents seen in
         # earlier calls (same text, limit, overflow rule and use_activation).
@@ -263,9 +276,9 @@ class LateInteractionBackend(LocalBackend):
                 scores[k] = float(v)
 
         stages = self._stages(texts, d_first, limit=limit, overflow=overflow,
-                              use_activation=use_activation, query=False)
+                              use_activation=use_activation, query=False, vllm=vllm)
         cache = None
-        if self.doc_cache is not None:
+        if self.doc_cache is not None and vllm is None:
             cache = RowCache(
                 cache=self.doc_cache,
                 keys=[encoding_key(t, limit=limit, overflow=overflow,
@@ -275,8 +288,9 @@ class LateInteractionBackend(LocalBackend):
             )
         d_cov = self.runner.run(
             len(texts), stages, score_batch, weights=[len(p) for p in pairs_of],
-            progress=progress, cache=cache,
+            progress=progress, cache=cache, keep_ids=vllm is not None and vllm.keep_token_ids,
         )
+        pad_id = self.encoder.tokenizer.pad_token_id
         return [
             ScoreResult(
                 index=k,
@@ -284,6 +298,8 @@ class LateInteractionBackend(LocalBackend):
                 truncated=q_cov.truncated[q] or d_cov.truncated[doc_slot[k]],
                 num_tokens=q_cov.num_tokens[q] + d_cov.num_tokens[doc_slot[k]],
                 query_tokens=q_cov.num_tokens[q],
+                prompt_token_ids=pair_token_ids(q_cov.input_ids, d_cov.input_ids, q,
+                                                doc_slot[k], pad_id),
             )
             for k, q in enumerate(query_index)
         ]

@@ -1,33 +1,40 @@
-"""A padding-free forward for BERT-family encoders on CPU (BERT, RoBERTa, XLM-R, CamemBERT).
+"""A padding-free forward for BERT-family encoders (BERT, RoBERTa, XLM-R, CamemBERT).
 
-Why it exists: on a CPU the stock padded forward spends work on pad tokens (about a quarter of
-it for 100 realistic query-passage pairs), adds each linear layer's bias with a separate copy,
-runs GELU and the residual add as passes of their own, and, in a cross-encoder, computes every
-token of the last layer although only [CLS] is read. This forward
+Why it exists: the stock padded forward spends work on pad tokens (about a quarter of it for
+100 realistic query-passage pairs), adds each linear layer's bias with a separate copy, runs GELU
+and the residual add as passes of their own, computes every token of a cross-encoder's last layer
+although only [CLS] is read, and gives a sequence other bits in other batch company (masked
+reductions over a padded width, BLAS kernels picked by row count). This forward
 
 - packs the tokens of a batch into one [T, H] matrix for every linear layer (no pad tokens),
-- runs attention one sequence at a time (no mask, nothing padded),
-- fuses bias + GELU and bias + residual into the linear kernels (oneDNN) where torch has them,
-- for a cross-encoder, runs the last layer's attention output and feed-forward on [CLS] rows only.
+  through :class:`~engine.local.kernels.Linears` (fused oneDNN on CPU; rows batch invariant),
+- runs attention per sequence (:mod:`engine.local.attention`: no mask, nothing padded),
+- for a cross-encoder, runs the last layer's attention output and feed-forward on [CLS] rows only,
+- for ColBERT's augmented queries, lets [MASK] expansion rows attend to the real tokens only.
 
-It is the same computation as the stock forward, in the model's own dtype: float32 results agree
-with it to about 1e-6 (summation order differs), which tests/test_performance_paths.py checks.
-Anything it does not recognise (another architecture, relative positions, a decoder, a GPU)
-makes :func:`build_packed_encoder` return None and the caller keeps the stock forward.
+It is the same computation as the stock forward, in the model's own dtype: float64 results agree
+with it to 1e-10 and float32 to about 1e-6 (summation order differs), which
+tests/test_performance_paths.py checks. A sequence's result depends on that sequence alone
+(tests/test_batch_invariance.py). Anything it does not recognise (another architecture, relative
+positions, a decoder) makes :func:`build_packed_encoder` return None and the caller keeps the
+stock forward.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812
 
+from .attention import AttentionShape, attend, cpu_attention_dtype
+from .kernels import ACTIVATIONS, Linears, bucket_rows
+
 __all__ = [
-    "PACKED_MIN_TOKENS", "PackedBatch", "PackedEncoder", "build_packed_classifier",
+    "PACKED_MIN_TOKENS", "PackedBatch", "PackedEncoder", "TokenStates", "build_packed_classifier",
     "build_packed_encoder", "classification_head", "pack", "unpack", "use_packed",
 ]
 
@@ -38,28 +45,13 @@ logger = logging.getLogger("engine")
 _SUPPORTED_ENCODERS = {"BertModel", "RobertaModel", "XLMRobertaModel", "CamembertModel"}
 # Position ids counted from padding_idx + 1 (fairseq), not from 0.
 _FAIRSEQ_POSITIONS = {"RobertaModel", "XLMRobertaModel", "CamembertModel"}
-# hidden_act → the oneDNN post-op name and algorithm (erf GELU is HF's "gelu").
-_ACTIVATIONS = {
-    "gelu": ("gelu", "none"),
-    "gelu_new": ("gelu", "tanh"),
-    "gelu_pytorch_tanh": ("gelu", "tanh"),
-    "relu": ("relu", ""),
-}
-_TORCH_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "gelu": lambda x: F.gelu(x),
-    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
-    "relu": F.relu,
-}
 
-
-# Calls with fewer real tokens than this keep the stock padded forward. Below it padding costs
-# little in absolute time, and the stock forward is what sentence-transformers runs, so small
-# calls match it bit for bit; the packed forward sums in another order (float32 results differ
-# by about 1e-6 on real models, up to ~1e-5 on the tiny ill-conditioned test models).
-PACKED_MIN_TOKENS = 1024
-# Linear layers see their row count rounded up to a multiple of this (see PackedEncoder._forward).
-ROW_BUCKET = 512
+# Calls with fewer real tokens than this keep the stock padded forward. 1: every call takes the
+# packed forward where the model has one. A pair must score the same alone and in a 100-pair
+# call (batch invariance), so there is one path whatever the call's size; the price is that a
+# small call no longer matches sentence-transformers bit for bit, only to ~1e-7 (float32, real
+# MiniLM), well inside the 1e-5 contract. Tests set it high to reach the stock forward.
+PACKED_MIN_TOKENS = 1
 
 
 def use_packed(encoder: object | None, lengths: Sequence[int]) -> bool:
@@ -72,23 +64,33 @@ def use_packed(encoder: object | None, lengths: Sequence[int]) -> bool:
 
 @dataclass(frozen=True, kw_only=True)
 class PackedBatch:
-    """Sequences laid end to end: ``ids`` [T], ``type_ids`` [T] or None, per-sequence lengths."""
+    """Sequences laid end to end: ``ids`` [T], ``type_ids`` [T] or None, per-sequence lengths.
+
+    ``attend``: per sequence, how many leading tokens the others attend to (None: all of them;
+    ColBERT's [MASK] query expansion is seen by nobody but still gets an output row).
+    """
 
     ids: torch.Tensor
     type_ids: torch.Tensor | None
     lengths: tuple[int, ...]
+    attend: tuple[int, ...] | None = None
 
     @property
-    def starts(self) -> list[int]:
+    def spans(self) -> list[tuple[int, int]]:
         out, at = [], 0
         for n in self.lengths:
-            out.append(at)
+            out.append((at, at + n))
             at += n
         return out
 
+    @property
+    def starts(self) -> list[int]:
+        return [a for a, _ in self.spans]
+
 
 def pack(
-    ids: Sequence[Sequence[int]], type_ids: Sequence[Sequence[int]] | None = None
+    ids: Sequence[Sequence[int]], type_ids: Sequence[Sequence[int]] | None = None,
+    attend: Sequence[int] | None = None,
 ) -> PackedBatch:
     """Concatenate id lists (and their token type ids) into one flat batch. Empty lists refused."""
     lengths = tuple(len(s) for s in ids)
@@ -98,7 +100,26 @@ def pack(
     types = None
     if type_ids is not None:
         types = torch.tensor([t for seq in type_ids for t in seq], dtype=torch.long)  # [T]
-    return PackedBatch(ids=flat, type_ids=types, lengths=lengths)
+    return PackedBatch(ids=flat, type_ids=types, lengths=lengths,
+                       attend=None if attend is None else tuple(attend))
+
+
+@dataclass(frozen=True)
+class TokenStates:
+    """Last hidden states of a batch, packed: ``hidden`` [T, H], sequence i in its own span."""
+
+    hidden: torch.Tensor
+    lengths: tuple[int, ...]
+
+    @property
+    def spans(self) -> list[tuple[int, int]]:
+        return PackedBatch(ids=torch.empty(0), type_ids=None, lengths=self.lengths).spans
+
+    @classmethod
+    def from_padded(cls, hidden: torch.Tensor, mask: torch.Tensor) -> TokenStates:
+        """Right-padded [B, L, H] under ``mask`` [B, L] → packed (the stock forward's output)."""
+        lengths = tuple(int(n) for n in mask.sum(dim=1).tolist())
+        return cls(hidden[mask.bool()], lengths)  # [T, H]: row-major order of the mask
 
 
 def unpack(hidden: torch.Tensor, lengths: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,7 +128,7 @@ def unpack(hidden: torch.Tensor, lengths: Sequence[int]) -> tuple[torch.Tensor, 
     lens = torch.as_tensor(list(lengths), device=hidden.device)  # [B]
     mask = (torch.arange(width, device=hidden.device)[None, :] < lens[:, None]).long()  # [B, L]
     out = hidden.new_zeros((batch, width, hidden.shape[-1]))  # [B, L, H]
-    out[mask.bool()] = hidden  # row-major order of the mask is the packed order
+    out[mask.bool()] = hidden[: int(lens.sum())]  # row-major order of the mask is packed order
     return out, mask
 
 
@@ -140,21 +161,6 @@ class _Layer:
     ln2: tuple[torch.Tensor, torch.Tensor, float]
 
 
-def _onednn_works(dtype: torch.dtype) -> bool:
-    """Whether torch's fused oneDNN linear kernels run here (x86/ARM builds with mkldnn)."""
-    if not torch.backends.mkldnn.is_available():  # type: ignore[no-untyped-call]
-        return False
-    try:
-        x = torch.ones((2, 4), dtype=dtype)
-        w = torch.ones((3, 4), dtype=dtype)
-        b = torch.zeros(3, dtype=dtype)
-        y = torch.ops.mkldnn._linear_pointwise(x, w, b, "gelu", [], "none")
-        z = torch.ops.mkldnn._linear_pointwise.binary(x, y, w, b, "add")
-        return bool(torch.isfinite(z).all())
-    except (RuntimeError, AttributeError):
-        return False
-
-
 class PackedEncoder:
     """The padding-free forward of one loaded BERT-family encoder (shares its weights).
 
@@ -162,7 +168,8 @@ class PackedEncoder:
     order, or with ``cls_only=True`` only each sequence's first-token state [B, H].
     """
 
-    def __init__(self, encoder: Any, *, activation: str) -> None:
+    def __init__(self, encoder: Any, *, activation: str, device: torch.device | None = None
+                 ) -> None:
         config = encoder.config
         emb = encoder.embeddings
         self.word = emb.word_embeddings.weight  # [V, H]
@@ -172,15 +179,25 @@ class PackedEncoder:
         self.fairseq_pad = (
             int(emb.padding_idx) if type(encoder).__name__ in _FAIRSEQ_POSITIONS else None
         )
-        self.heads = int(config.num_attention_heads)
         self.hidden = int(config.hidden_size)
-        self.head_dim = self.hidden // self.heads
-        self.scale = self.head_dim**-0.5  # what HF's attention uses
+        heads = int(config.num_attention_heads)
+        head_dim = self.hidden // heads
+        self.shape = AttentionShape(heads=heads, kv_heads=heads, head_dim=head_dim,
+                                    scale=head_dim**-0.5)  # HF's scale
         self.dtype = self.word.dtype
-        self.post_op, self.post_algo = _ACTIVATIONS[activation]
-        self.act = _TORCH_ACTIVATIONS[activation]
-        self.fused = _onednn_works(self.dtype)
+        self.device = self.word.device  # where the tensors live
+        # The device the kernels are chosen for (the one asked for; CPU-only kernels never
+        # run on a GPU, and tests fake one with CPU tensors).
+        kernels_for = device or self.device
+        self.activation = activation
+        self.linear = Linears(kernels_for, self.dtype)
+        self.work = (cpu_attention_dtype(self.dtype) if kernels_for.type == "cpu"
+                     else self.dtype)
         self.layers = [self._layer(block) for block in encoder.encoder.layer]
+
+    @property
+    def fused(self) -> bool:
+        return self.linear.fused
 
     def _layer(self, block: Any) -> _Layer:
         att = block.attention
@@ -201,52 +218,6 @@ class PackedEncoder:
             ln2=(ln2.weight, ln2.bias, float(ln2.eps)),
         )
 
-    # -- kernels ---------------------------------------------------------------------------------
-    def _linear(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        if self.fused:
-            return torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")  # type: ignore[no-any-return]
-        return F.linear(x, w, b)
-
-    def _linear_act(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """act(x @ w.T + b) in one kernel where oneDNN can."""
-        if self.fused:
-            return torch.ops.mkldnn._linear_pointwise(x, w, b, self.post_op, [], self.post_algo)  # type: ignore[no-any-return]
-        return self.act(F.linear(x, w, b))
-
-    def _linear_add(
-        self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, residual: torch.Tensor
-    ) -> torch.Tensor:
-        """x @ w.T + b + residual in one kernel where oneDNN can."""
-        if self.fused:
-            return torch.ops.mkldnn._linear_pointwise.binary(x, residual, w, b, "add")  # type: ignore[no-any-return]
-        return F.linear(x, w, b) + residual
-
-    def _attend(
-        self, q: torch.Tensor, kv: torch.Tensor, q_spans: list[tuple[int, int]],
-        kv_spans: list[tuple[int, int]],
-    ) -> torch.Tensor:
-        """Per-sequence softmax attention. q [Tq, H], kv [Tk, 2H] packed → context [Tq, H].
-
-        Half-precision models attend in float32: with 32-wide heads the bfloat16 CPU kernel is
-        slower than the float32 one (measured on AVX512-BF16), and float32 keeps the softmax
-        exact.
-        """
-        nh, hd = self.heads, self.head_dim
-        work = torch.float32 if q.element_size() < 4 else q.dtype  # half precision → float32
-        ctx = torch.empty_like(q)  # [Tq, H], the model's dtype
-        ctx[q_spans[-1][1] :].zero_()  # filler rows (see _forward): zeros, not garbage
-        for (qa, qb), (ka, kb) in zip(q_spans, kv_spans, strict=True):
-            # 4-D strided views: torch's fused CPU attention kernel takes them as they are (a 3-D
-            # input would fall back to the unfused path, several times slower). The dtype change
-            # copies one sequence at a time (nothing for a float32 model), not the whole batch.
-            qs = q[qa:qb].to(work).view(1, qb - qa, nh, hd).transpose(1, 2)  # [1, nh, Lq, hd]
-            kvs = kv[ka:kb].to(work).view(1, kb - ka, 2, nh, hd)  # [1, Lk, 2, nh, hd]
-            k = kvs[:, :, 0].transpose(1, 2)  # [1, nh, Lk, hd]
-            v = kvs[:, :, 1].transpose(1, 2)  # [1, nh, Lk, hd]
-            out = F.scaled_dot_product_attention(qs, k, v, scale=self.scale)  # [1, nh, Lq, hd]
-            ctx[qa:qb].view(1, qb - qa, nh, hd).copy_(out.transpose(1, 2))
-        return ctx
-
     # -- forward ---------------------------------------------------------------------------------
     def embed(self, batch: PackedBatch, rows: int) -> torch.Tensor:
         """Embedding output [rows, H]: word + token type + position, then LayerNorm (HF's order).
@@ -259,6 +230,7 @@ class PackedEncoder:
         extra = rows - ids.numel()
         if extra:
             ids, types, positions = (F.pad(t, (0, extra)) for t in (ids, types, positions))
+        ids, types, positions = (t.to(self.device) for t in (ids, types, positions))
         x = F.embedding(ids, self.word) + F.embedding(types, self.token_type)  # [rows, H]
         x = x + F.embedding(positions, self.position)
         w, b, eps = self.emb_ln
@@ -269,49 +241,45 @@ class PackedEncoder:
             return self._forward(batch, cls_only=cls_only)
 
     def _forward(self, batch: PackedBatch, *, cls_only: bool) -> torch.Tensor:
-        h = self.hidden
-        spans = [(a, a + n) for a, n in zip(batch.starts, batch.lengths, strict=True)]
+        h, lin = self.hidden, self.linear
+        spans = batch.spans
+        kv_spans = spans if batch.attend is None else [
+            (a, a + n) for (a, _), n in zip(spans, batch.attend, strict=True)
+        ]
         total = sum(batch.lengths)
-        # Row count rounded up to a multiple of ROW_BUCKET: oneDNN builds (and caches, ~0.5 MB
-        # each) a kernel per distinct matrix shape, so free row counts grow memory batch after
-        # batch (+100 MB over 40 batches measured); a few buckets keep it bounded. The filler
-        # rows cost ~2% more work and never enter attention, so real rows are unaffected.
-        rows = -(-total // ROW_BUCKET) * ROW_BUCKET
-        x = self.embed(batch, rows)  # [rows, H]
+        # Filler rows (bucket_rows) bound the number of distinct kernel shapes; they never enter
+        # attention, so real rows are unaffected.
+        x = self.embed(batch, bucket_rows(total))  # [rows, H]
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             if cls_only and i == last:
                 # Only [CLS] is read: keys/values need every token, everything else one row each.
-                first = torch.as_tensor([a for a, _ in spans])  # [B]
-                kv = self._linear(x, layer.qkv_w[h:], layer.qkv_b[h:])  # [rows, 2H]
+                first = torch.as_tensor([a for a, _ in spans], device=self.device)  # [B]
+                kv = lin(x, layer.qkv_w[h:], layer.qkv_b[h:])  # [rows, 2H]
                 x = x.index_select(0, first)  # [B, H]
-                # [CLS] rows rounded up to a multiple of 8, for the same reason as above.
-                x = F.pad(x, (0, 0, 0, -len(spans) % 8))  # [B8, H]
-                q = self._linear(x, layer.qkv_w[:h], layer.qkv_b[:h])  # [B8, H]
+                q = lin(x, layer.qkv_w[:h], layer.qkv_b[:h])  # [B, H]
                 q_spans = [(j, j + 1) for j in range(len(spans))]
-                ctx = self._attend(q, kv, q_spans, spans)  # [B8, H]
+                ctx = attend(q, kv[:, :h], kv[:, h:], q_spans, kv_spans, self.shape,
+                             work=self.work)  # [B, H]
             else:
-                qkv = self._linear(x, layer.qkv_w, layer.qkv_b)  # [rows, 3H]
-                ctx = self._attend(qkv[:, :h], qkv[:, h:], spans, spans)  # [rows, H]
+                qkv = lin(x, layer.qkv_w, layer.qkv_b)  # [rows, 3H]
+                ctx = attend(qkv[:, :h], qkv[:, h : 2 * h], qkv[:, 2 * h :], spans, kv_spans,
+                             self.shape, work=self.work)  # [rows, H]
             w, b, eps = layer.ln1
-            x = F.layer_norm(
-                self._linear_add(ctx, layer.out_w, layer.out_b, x), (h,), w, b, eps
-            )  # [rows, H]
-            inner = self._linear_act(x, layer.ff_in_w, layer.ff_in_b)  # [rows, I]
+            x = F.layer_norm(lin.add(ctx, layer.out_w, layer.out_b, x), (h,), w, b, eps)
+            inner = lin(x, layer.ff_in_w, layer.ff_in_b, self.activation)  # [rows, I]
             w, b, eps = layer.ln2
-            x = F.layer_norm(
-                self._linear_add(inner, layer.ff_out_w, layer.ff_out_b, x), (h,), w, b, eps
-            )  # [rows, H]
-        return x[: len(spans)] if cls_only else x[:total]
+            x = F.layer_norm(lin.add(inner, layer.ff_out_w, layer.ff_out_b, x), (h,), w, b, eps)
+        return x if cls_only else x[:total]  # [B, H] or [T, H]
 
 
 def build_packed_encoder(encoder: Any, device: torch.device) -> PackedEncoder | None:
     """A :class:`PackedEncoder` for ``encoder`` (an HF base model), or None to keep the stock one.
 
-    None for anything but a CPU BERT-family encoder with absolute positions, no decoder or
-    cross-attention, and an activation this module knows.
+    None for anything but a BERT-family encoder with absolute positions, no decoder or
+    cross-attention, and an activation this module knows, or on a device other than CPU/CUDA.
     """
-    if device.type != "cpu" or type(encoder).__name__ not in _SUPPORTED_ENCODERS:
+    if device.type not in ("cpu", "cuda") or type(encoder).__name__ not in _SUPPORTED_ENCODERS:
         return None
     config = encoder.config
     activation = getattr(config, "hidden_act", None)
@@ -320,39 +288,48 @@ def build_packed_encoder(encoder: Any, device: torch.device) -> PackedEncoder | 
         or getattr(config, "is_decoder", False)
         or getattr(config, "add_cross_attention", False)
         or not isinstance(activation, str)
-        or activation not in _ACTIVATIONS
+        or activation not in ACTIVATIONS
         or config.hidden_size % config.num_attention_heads
     ):
         return None
     try:
-        return PackedEncoder(encoder, activation=activation)
+        return PackedEncoder(encoder, activation=activation, device=device)
     except AttributeError as exc:
         # A subclass that renamed a submodule: the stock forward still works, just slower.
         logger.debug("Packed forward not available for %s: %s", type(encoder).__name__, exc)
         return None
 
 
-def classification_head(model: Any) -> Any:
+def classification_head(model: Any, linears: Linears | None = None) -> Any:
     """The head of a ``*ForSequenceClassification`` as a function of [CLS] states [B, H] → logits.
 
-    None where the head reads more than the first token or the class is not one we know; the
-    stock HF modules do the work, so the head's maths is exactly the checkpoint's.
+    None where the head reads more than the first token or the class is not one we know. The
+    head's linear layers run through ``linears`` (batch invariant rows); its maths is the
+    checkpoint's: BERT's pooler (dense + tanh) then the classifier, RoBERTa's dense + tanh then
+    out_proj (dropout is off at inference).
     """
     name = type(model).__name__
+    if linears is None:
+        weight = next(model.parameters())
+        linears = Linears(weight.device, weight.dtype)
+    lin = linears
     if name == "BertForSequenceClassification" and getattr(model.bert, "pooler", None) is not None:
+        pooler, clf = model.bert.pooler.dense, model.classifier
 
         def bert_head(cls: torch.Tensor) -> torch.Tensor:
-            pooled = model.bert.pooler(cls[:, None, :])  # reads [:, 0]: dense + tanh → [B, H]
-            return model.classifier(model.dropout(pooled))  # type: ignore[no-any-return]
+            pooled = lin(cls, pooler.weight, pooler.bias, "tanh")  # [B, H]
+            return lin(pooled, clf.weight, clf.bias)  # [B, C]
 
         return bert_head
     if name in {
         "RobertaForSequenceClassification", "XLMRobertaForSequenceClassification",
         "CamembertForSequenceClassification",
     }:
+        dense, out = model.classifier.dense, model.classifier.out_proj
 
         def roberta_head(cls: torch.Tensor) -> torch.Tensor:
-            return model.classifier(cls[:, None, :])  # type: ignore[no-any-return]
+            hidden = lin(cls, dense.weight, dense.bias, "tanh")  # [B, H]
+            return lin(hidden, out.weight, out.bias)  # [B, C]
 
         return roberta_head
     return None
@@ -360,9 +337,9 @@ def classification_head(model: Any) -> Any:
 
 def build_packed_classifier(model: Any, device: torch.device) -> Any:
     """(PackedEncoder, head) for a supported ``*ForSequenceClassification``, or None."""
-    head = classification_head(model)
     base = getattr(model, "base_model", None)
-    if head is None or base is None:
+    encoder = None if base is None else build_packed_encoder(base, device)
+    if encoder is None:
         return None
-    encoder = build_packed_encoder(base, device)
-    return None if encoder is None else (encoder, head)
+    head = classification_head(model, encoder.linear)
+    return None if head is None else (encoder, head)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["POOLING_MODES", "last_token_index", "pool"]
+__all__ = ["POOLING_MODES", "last_token_index", "pool", "pool_packed"]
 
 POOLING_MODES = ("cls", "mean", "max", "lasttoken", "mean_sqrt_len_tokens")
 
@@ -45,3 +45,32 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
         filled = hidden.masked_fill(m == 0, torch.finfo(hidden.dtype).min)  # [B, L, H]
         return filled.max(dim=1).values  # [B, H]
     raise ValueError(f"Unknown pooling mode {mode!r}; options are {POOLING_MODES}.")
+
+
+def pool_packed(hidden: torch.Tensor, lengths: tuple[int, ...] | list[int], mode: str
+                ) -> torch.Tensor:
+    """Pool packed states ``hidden`` [T, H] (sequence i in rows ``sum(lengths[:i])`` onward)
+    into [B, H].
+
+    Each sequence is reduced over its own rows only, never over a padded width, so its result
+    is the same in any batch (a masked sum over a wider padded row can change the summation
+    order). Same modes and definitions as :func:`pool`.
+    """
+    if mode not in POOLING_MODES:
+        raise ValueError(f"Unknown pooling mode {mode!r}; options are {POOLING_MODES}.")
+    out = []
+    at = 0
+    for n in lengths:
+        rows = hidden[at : at + n]  # [n, H]
+        at += n
+        if mode == "cls":
+            out.append(rows[0])
+        elif mode == "lasttoken":
+            out.append(rows[n - 1])
+        elif mode == "max":
+            out.append(rows.max(dim=0).values)
+        else:
+            total = rows.sum(dim=0)  # [H]
+            count = torch.tensor(float(max(n, 1)), dtype=rows.dtype, device=rows.device)
+            out.append(total / (count if mode == "mean" else count.sqrt()))
+    return torch.stack(out)  # [B, H]

@@ -88,10 +88,12 @@ class RowCache(Generic[Out]):
 
 @dataclass(frozen=True)
 class Coverage:
-    """Per item of a call: whether its input was cut, and how many tokens the model read."""
+    """Per item of a call: whether its input was cut, and how many tokens the model read
+    (and, where asked for, the token ids themselves)."""
 
     truncated: list[bool]
     num_tokens: list[int]
+    input_ids: list[list[int]] | None = None
 
 
 class BatchRunner:
@@ -110,23 +112,27 @@ class BatchRunner:
         weights: Sequence[int] | None = None,
         progress: ProgressFn | None = None,
         cache: RowCache[Out] | None = None,
+        keep_ids: bool = False,
     ) -> Coverage:
         """Run items ``0..n-1``; ``on_batch(items, rows)`` receives each batch in plan order.
 
         ``weights``: what each item counts for in ``progress`` (e.g. the pairs a distinct
-        document stands for); 1 each by default.
+        document stands for); 1 each by default. ``keep_ids``: keep every item's token ids in
+        the coverage (vLLM's ``prompt_token_ids``; items served from the cache have none).
         """
         truncated = [False] * n
         num_tokens = [0] * n
+        kept: list[list[int]] | None = [[] for _ in range(n)] if keep_ids else None
         for lo, hi in windows(n):
             self._window(
                 lo, hi, n, stages, on_batch, truncated, num_tokens,
-                weights=weights, progress=progress, cache=cache,
+                weights=weights, progress=progress, cache=cache, kept=kept,
             )
-        return Coverage(truncated=truncated, num_tokens=num_tokens)
+        return Coverage(truncated=truncated, num_tokens=num_tokens, input_ids=kept)
 
     def scores(
-        self, n: int, stages: Stages[torch.Tensor], *, progress: ProgressFn | None = None
+        self, n: int, stages: Stages[torch.Tensor], *, progress: ProgressFn | None = None,
+        keep_ids: bool = False,
     ) -> tuple[list[float], Coverage]:
         """Run a call whose head gives one score per row ([B] tensors): Python floats in order."""
         out = [0.0] * n
@@ -135,12 +141,13 @@ class BatchRunner:
             for i, v in zip(items, values.tolist(), strict=True):
                 out[i] = float(v)
 
-        coverage = self.run(n, stages, keep, progress=progress)
+        coverage = self.run(n, stages, keep, progress=progress, keep_ids=keep_ids)
         return out, coverage
 
     def rows(
         self, n: int, stages: Stages[torch.Tensor], *, weights: Sequence[int] | None = None,
         progress: ProgressFn | None = None, cache: RowCache[torch.Tensor] | None = None,
+        keep_ids: bool = False,
     ) -> tuple[torch.Tensor, Coverage]:
         """Run a call whose head gives one vector per row ([B, D]): all of them [n, D], on CPU."""
         out: list[torch.Tensor] = []  # the [n, D] result, made once the width is known
@@ -151,7 +158,8 @@ class BatchRunner:
                 out.append(torch.empty((n, values.shape[-1]), dtype=torch.float32))
             out[0][items] = values
 
-        coverage = self.run(n, stages, keep, weights=weights, progress=progress, cache=cache)
+        coverage = self.run(n, stages, keep, weights=weights, progress=progress, cache=cache,
+                            keep_ids=keep_ids)
         return out[0], coverage
 
     # -- one window ------------------------------------------------------------------------------
@@ -159,7 +167,7 @@ class BatchRunner:
         self, lo: int, hi: int, n: int, stages: Stages[Out],
         on_batch: Callable[[list[int], Out], None], truncated: list[bool], num_tokens: list[int],
         *, weights: Sequence[int] | None, progress: ProgressFn | None,
-        cache: RowCache[Out] | None,
+        cache: RowCache[Out] | None, kept: list[list[int]] | None = None,
     ) -> None:
         size = hi - lo
         entries: list[CachedEncoding | None] = (
@@ -176,6 +184,8 @@ class BatchRunner:
             for j, k in enumerate(miss):
                 ids[k] = prep.input_ids[j]
                 truncated[lo + k] = prep.truncated[j]
+                if kept is not None:
+                    kept[lo + k] = prep.input_ids[j]
                 if types is not None and prep.token_type_ids is not None:
                     types[k] = prep.token_type_ids[j]
         sizes = [len(ids[k]) if entry is None else entry.num_tokens

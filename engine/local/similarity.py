@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["cosine", "maxsim", "normalize_tokens"]
+__all__ = ["cosine", "maxsim", "maxsim_one", "normalize_tokens"]
 
 
 def cosine(queries: torch.Tensor, documents: torch.Tensor) -> torch.Tensor:
@@ -33,8 +33,26 @@ def maxsim(
         [B] float32 scores. No length normalisation and no temperature (vLLM's definition); padded
         query rows add nothing and padded document columns are never the max.
     """
-    sim = torch.einsum("bqd,bkd->bqk", q.float(), d.float())  # [B, Lq, Ld]
-    sim = sim.masked_fill(d_mask[:, None, :] == 0, float("-inf"))  # [B, Lq, Ld]
-    best = sim.max(dim=-1).values  # [B, Lq]
-    best = best.masked_fill(q_mask == 0, 0.0)  # [B, Lq]
-    return best.sum(dim=-1)  # [B]
+    # One product per pair over its own scoring tokens: a batched product over a padded width
+    # would give a pair other bits in other company (the kernel and its summation order follow
+    # the shapes), and selecting rows is what the masks mean (padding and skipped tokens are
+    # never the max, masked query rows add nothing).
+    out = torch.empty(q.shape[0], dtype=torch.float32, device=q.device)  # [B]
+    for b in range(q.shape[0]):
+        qs = q[b][q_mask[b] != 0].float()  # [Lq', D]
+        ds = d[b][d_mask[b] != 0].float()  # [Ld', D]
+        out[b] = maxsim_one(qs, ds)
+    return out
+
+
+def maxsim_one(q: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """MaxSim of one pair of token matrices q [Lq, D], d [Ld, D] (every row counts) → [].
+
+    No query token: 0. No document token: -inf (nothing to match), as the masked batch form.
+    """
+    if q.shape[0] == 0:
+        return torch.zeros((), dtype=torch.float32, device=q.device)
+    if d.shape[0] == 0:
+        return torch.full((), float("-inf"), dtype=torch.float32, device=q.device)
+    sim = q @ d.T  # [Lq, Ld]
+    return sim.max(dim=1).values.sum()  # []
