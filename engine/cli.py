@@ -126,7 +126,7 @@ def _cmd_rerank(args: argparse.Namespace) -> int:
     print(f"{'rank':>4}  {'index':>5}  {'score':>10}  document")
     for pos, r in enumerate(ranked, start=1):
         flag = " [truncated]" if r.truncated else ""
-        print(f"{pos:>4}  {r.index:>5}  {r.score:>10.6f}  {_snippet(r.document)}{flag}")
+        print(f"{pos:>4}  {r.index:>5}  {r.score:>10.6f}  {_snippet(str(r.document))}{flag}")
     return 0
 
 
@@ -155,8 +155,43 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """The ``scorer`` parser; ``serve`` also takes vLLM's engine flags, as ``vllm serve``."""
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        ns, extras = super().parse_known_args(args, namespace)
+        if getattr(ns, "command", None) == "serve":
+            extras = _vllm_serve_extras(ns, extras)
+        return ns, extras
+
+
+def _vllm_serve_extras(ns: argparse.Namespace, extras: list[str]) -> list[str]:
+    """Take vLLM engine flags (accepted, no effect here) and ``--hf-overrides.KEY VALUE``
+    (merged into hf_overrides) out of ``extras``; return what is still unknown."""
+    from .cli_options import vllm_json
+    from .vllm_args import ENGINE_ARGS
+
+    left: list[str] = []
+    i = 0
+    while i < len(extras):
+        token = extras[i]
+        name, eq, value = token.partition("=")
+        key = name.lstrip("-").replace("-", "_")
+        takes_value = not eq and i + 1 < len(extras) and not extras[i + 1].startswith("--")
+        if token.startswith("--") and key.startswith("hf_overrides."):
+            raw = value if eq else (extras[i + 1] if takes_value else "true")
+            overrides = ns.hf_overrides if isinstance(ns.hf_overrides, dict) else {}
+            ns.hf_overrides = {**overrides, key.split(".", 1)[1]: vllm_json(raw)}
+        elif not (token.startswith("--") and key in ENGINE_ARGS):
+            left.append(token)
+            i += 1
+            continue
+        i += 2 if takes_value else 1
+    return left
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="scorer", description="Score and rerank text with a local model (vLLM's scoring)."
     )
     sub = parser.add_subparsers(dest="command", required=True)

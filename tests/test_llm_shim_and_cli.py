@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import LLM, InputError, PairingError, PoolingParams, Scorer
+from engine import LLM, InputError, InputTooLongError, PoolingParams, Scorer
 from engine.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,23 +26,40 @@ def test_seed_example_runs_unchanged(bert_ce: Path) -> None:
 
 def test_shim_pairs_and_pooling_params(bert_ce: Path) -> None:
     llm = LLM(model=str(bert_ce), runner="pooling", gpu_memory_utilization=0.9)
-    outputs = llm.score("q", ["a", "b", "c"])
-    assert len(outputs) == 3 and len({o.request_id for o in outputs}) == 3
-    raw = llm.score("q", ["a"], pooling_params=PoolingParams(use_activation=False))
+    outputs = llm.score("q", ["a", "b", "c"], use_tqdm=False)
+    assert len(outputs) == 3 and [o.request_id for o in outputs] == ["0", "1", "2"]
+    assert all(o.prompt_token_ids and o.finished and o.error is None for o in outputs)
+    raw = llm.score("q", ["a"], pooling_params=PoolingParams(use_activation=False),
+                    use_tqdm=False)
     expected = Scorer.load(bert_ce).score("q", "a", use_activation=False)[0].score
     assert raw[0].outputs.score == expected
-    with pytest.raises(PairingError):
+    with pytest.raises(InputError, match="Input lengths must be either 1:1, 1:N or N:N"):
         llm.score(["q1", "q2"], ["a", "b", "c"])
-    with pytest.raises(InputError, match="template"):
-        llm.score("q", "a", chat_template="{{ messages }}")
+    with pytest.raises(InputError, match="must be a PoolingParams"):
+        llm.score("q", "a", pooling_params={"use_activation": False})  # type: ignore[arg-type]
 
 
-def test_shim_task_selects_score_type(bert_ce: Path) -> None:
-    assert LLM(model=str(bert_ce), task="embed").scorer.score_type.value == "bi-encoder"
+def test_shim_takes_vllm_arguments_and_refuses_the_rest(bert_ce: Path) -> None:
+    assert LLM(model=str(bert_ce), convert="embed").scorer.score_type.value == "bi-encoder"
+    assert LLM(model=str(bert_ce), pooler_config={"task": "embed"}).scorer.score_type.value \
+        == "bi-encoder"
+    LLM(model=str(bert_ce), enforce_eager=True, seed=3, attention_config={}, block_size=16)
     with pytest.raises(InputError, match="runner"):
         LLM(model=str(bert_ce), runner="generate")
-    with pytest.raises(InputError, match="Unknown LLM argument"):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'not_an_arg'"):
         LLM(model=str(bert_ce), not_an_arg=1)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'task'"):
+        LLM(model=str(bert_ce), task="embed")  # vLLM 0.32 has no `task` argument
+    with pytest.raises(InputError, match="tensor_parallel_size"):
+        LLM(model=str(bert_ce), tensor_parallel_size=2)
+
+
+def test_shim_refuses_over_long_input_as_vllm(bert_ce: Path) -> None:
+    llm = LLM(model=str(bert_ce), max_model_len=16)
+    with pytest.raises(InputTooLongError, match="maximum context length is 16 tokens"):
+        llm.score("q", "a " * 40, use_tqdm=False)
+    (cut,) = llm.score("q", "a " * 40, tokenization_kwargs={"truncation": True}, use_tqdm=False)
+    assert len(cut.prompt_token_ids) == 16
 
 
 def test_cli_rerank_table_and_json(bert_ce: Path, tmp_path: Path,

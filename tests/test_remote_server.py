@@ -10,8 +10,13 @@ import pytest
 
 from engine import RemoteScoreError, RemoteScorer, Scorer
 from engine.server import ServerConfig, create_app
-from tests.conftest import DOCUMENTS, QUERIES
+from tests.conftest import DOCUMENTS as ALL_DOCUMENTS
+from tests.conftest import QUERIES
 from tests.test_server import ServerThread
+
+# The server scores as vLLM does, Scorer as sentence-transformers; they agree on every input
+# but an empty document (vLLM encodes the query alone): see test_an_empty_document_differs.
+DOCUMENTS = [d for d in ALL_DOCUMENTS if d]
 
 KEY = "remote-parity-key"
 TOL = 1e-6
@@ -95,14 +100,18 @@ def test_truncation_reaches_the_server(server: ServerThread, scorer: Scorer) -> 
     assert_close([r.score for r in got], [r.score for r in want])
 
 
-def test_server_errors_reach_the_caller_typed(server: ServerThread) -> None:
+def test_server_errors_reach_the_caller_typed(server: ServerThread, scorer: Scorer) -> None:
     with pytest.raises(RemoteScoreError) as info:
         remote(server, "vllm-rerank", None).score(QUERIES[0], ["a"], truncate_prompt_tokens=10**6)
     assert info.value.status_code == 400
     assert "greater than max_model_len" in (info.value.server_message or "")
-    # Cohere's max_tokens_per_doc is a field this server refuses rather than ignores.
+    # Cohere's max_tokens_per_doc reaches the server, which cuts each document as vLLM does.
+    capped = remote(server, "cohere", None).score(QUERIES[0], DOCUMENTS[:2],
+                                                  truncate_prompt_tokens=2)
+    cut = [" ".join(d.split()[:2]) for d in DOCUMENTS[:2]]
+    assert_close([r.score for r in capped], [r.score for r in scorer.score(QUERIES[0], cut)])
     with pytest.raises(RemoteScoreError, match="max_tokens_per_doc") as info:
-        remote(server, "cohere", None).score(QUERIES[0], ["a"], truncate_prompt_tokens=8)
+        remote(server, "cohere", None).score(QUERIES[0], ["a"], truncate_prompt_tokens=10**6)
     assert info.value.status_code == 400
     # No cap on the client: the server's 413 says to lower max_batch_size.
     with pytest.raises(RemoteScoreError, match="Lower max_batch_size") as info:
@@ -139,3 +148,16 @@ def test_framework_wrappers_accept_a_remote_scorer(server: ServerThread, scorer:
         nodes, query_bundle=QueryBundle(QUERIES[0]))
     assert [n.node.node_id for n in ranked] == [str(w.index) for w in want]
     assert_close([float(n.score) for n in ranked], [w.score for w in want])
+
+
+def test_an_empty_document_differs_as_documented(server: ServerThread, scorer: Scorer) -> None:
+    """The one input where the server (vLLM's rules) and Scorer (sentence-transformers') part:
+    vLLM tokenizes (query, "") as the query alone; Scorer pairs it with an empty segment."""
+    from engine import LLM
+
+    got = remote(server, "vllm-score", None).score(QUERIES[0], ["", "a"])
+    vllm_like = [o.outputs.score for o in LLM(model=str(scorer.model), use_tqdm_on_load=False)
+                 .score(QUERIES[0], ["", "a"], use_tqdm=False)]
+    assert_close([r.score for r in got], vllm_like)
+    ours = [r.score for r in scorer.score(QUERIES[0], ["", "a"])]
+    assert abs(ours[1] - got[1].score) <= TOL and abs(ours[0] - got[0].score) > TOL

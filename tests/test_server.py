@@ -21,6 +21,8 @@ import httpx
 import pytest
 
 from engine import InputTooLongError, Scorer
+from engine.calls import VllmTokenization
+from engine.ranking import rank
 from engine.server import ServerConfig, create_app
 from engine.server.app import RERANK_ROUTES, SCORE_ROUTES
 from engine.server.batcher import Job, MicroBatcher, merge_jobs, take_batch
@@ -92,8 +94,21 @@ def server(scorer: Scorer) -> Iterator[ServerThread]:
         yield running
 
 
+def served(scorer: Scorer, queries: Any, documents: Any, *, use_activation: bool | None = None,
+           truncate_prompt_tokens: int | None = None, side: str | None = None) -> list[Any]:
+    """What the server answers for these inputs: the same engine under vLLM's rules (as
+    ``engine.LLM``; ``Scorer``'s own rules differ for empty and over-long documents)."""
+    q = [queries] if isinstance(queries, str) else list(queries)
+    d = [documents] if isinstance(documents, str) else list(documents)
+    limit = scorer.max_model_len
+    params = VllmTokenization(
+        max_model_len=limit, side=side,
+        truncate=limit if truncate_prompt_tokens == -1 else truncate_prompt_tokens)
+    return scorer._score_vllm(q, d, use_activation=use_activation, tokenization=params)
+
+
 def local(scorer: Scorer, queries: Any, documents: Any, **kwargs: Any) -> list[float]:
-    return [r.score for r in scorer.score(queries, documents, **kwargs)]
+    return [r.score for r in served(scorer, queries, documents, **kwargs)]
 
 
 # -- request spellings and response bodies ---------------------------------------------------------
@@ -112,7 +127,7 @@ def test_score_spellings_match_local(server: ServerThread, scorer: Scorer, path:
         assert [d["index"] for d in body["data"]] == list(range(len(body["data"])))
         assert all(d["object"] == "score" for d in body["data"])
         assert close([d["score"] for d in body["data"]], local(scorer, queries, docs))
-        tokens = sum(res.num_tokens for res in scorer.score(queries, docs))
+        tokens = sum(res.num_tokens for res in served(scorer, queries, docs))
         assert body["usage"] == {"prompt_tokens": tokens, "total_tokens": tokens,
                                  "completion_tokens": 0, "prompt_tokens_details": None,
                                  "completion_tokens_details": None}
@@ -126,7 +141,7 @@ def test_rerank_routes_rank_like_local(server: ServerThread, scorer: Scorer, pat
     body = r.json()
     assert set(body) == {"id", "model", "usage", "results"}
     assert body["id"] == "score-abc-123" and body["model"] == "tiny-ce"
-    want = scorer.rerank(QUERIES[0], DOCUMENTS, top_n=3)
+    want = rank(served(scorer, QUERIES[0], DOCUMENTS), DOCUMENTS, top_n=3)
     assert [x["index"] for x in body["results"]] == [w.index for w in want]
     assert close([x["relevance_score"] for x in body["results"]], [w.score for w in want])
     assert [x["document"] for x in body["results"]] == \
@@ -209,7 +224,7 @@ def test_validation_errors_are_vllm_bad_request(server: ServerThread, path: str,
 def test_body_must_be_json(server: ServerThread) -> None:
     r = httpx.post(server.url + "/score", content=b"queries=q", timeout=30,
                    headers={**AUTH, "Content-Type": "application/x-www-form-urlencoded"})
-    assert_error(r, 400, "Bad Request", "header.content-type", "application/json")
+    assert_error(r, 400, "Bad Request", None, "application/json")
     r = httpx.post(server.url + "/score", content=b'{"queries": "q",', timeout=30,
                    headers={**AUTH, "Content-Type": "application/json"})
     assert_error(r, 400, "Bad Request", "body", "not valid JSON")
@@ -218,35 +233,58 @@ def test_body_must_be_json(server: ServerThread) -> None:
 @pytest.mark.parametrize(
     ("extra", "param", "needle"),
     [
-        ({"truncate_prompt_tokens": 100000}, "truncate_prompt_tokens",
-         "greater than max_model_len"),
-        ({"max_tokens_per_doc": 5}, "max_tokens_per_doc", "not supported"),
-        ({"max_tokens_per_query": -1}, "max_tokens_per_query", "must be a non-negative integer"),
-        ({"truncation_side": "left"}, "truncation_side", "not supported"),
-        ({"instruction": "be nice"}, "instruction", "score template"),
-        ({"mm_processor_kwargs": {}}, "mm_processor_kwargs", "text only"),
+        ({"truncate_prompt_tokens": 100000}, None,
+         "truncate_prompt_tokens value is greater than max_model_len."),
+        ({"max_tokens_per_doc": 512}, None, "max_tokens_per_doc (512) must be less than"),
+        ({"max_tokens_per_query": -1}, None, "max_tokens_per_query must be a non-negative"),
+        ({"instruction": "be nice"}, "chat_template_kwargs", "would be ignored"),
+        ({"chat_template_kwargs": {"tokenize": True}}, None, "reserved keys"),
+        ({"cache_salt": ""}, "cache_salt", "must be a non-empty string"),
     ],
 )
-def test_options_the_server_cannot_honour_are_400(server: ServerThread, extra: dict, param: str,
-                                                  needle: str) -> None:
+def test_options_the_server_cannot_honour_are_400(server: ServerThread, extra: dict,
+                                                  param: str | None, needle: str) -> None:
     r = post(server.url, "/rerank", {"query": "q", "documents": ["a"], **extra})
     assert_error(r, 400, "BadRequestError", param, needle)
 
 
+def test_vllm_options_are_honoured(server: ServerThread, scorer: Scorer) -> None:
+    docs = ["paris is the capital of france", "berlin is a city in germany"]
+    left = post(server.url, "/score", {"queries": "capital", "documents": docs,
+                                       "truncate_prompt_tokens": 6, "truncation_side": "left"})
+    assert close([d["score"] for d in left.json()["data"]],
+                 local(scorer, "capital", docs, truncate_prompt_tokens=6, side="left"))
+    capped = post(server.url, "/score", {"queries": "capital", "documents": docs,
+                                         "max_tokens_per_doc": 2})
+    assert close([d["score"] for d in capped.json()["data"]],
+                 local(scorer, "capital", ["paris is", "berlin is"]))
+    for extra in ({"mm_processor_kwargs": {}}, {"padding": "do_not_pad"}):
+        assert post(server.url, "/score", {"queries": "q", "documents": docs, **extra}
+                    ).status_code == 200, extra
+
+
 def test_multimodal_input_is_refused(server: ServerThread) -> None:
     image = {"content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}}]}
+    needle = "MultiModalParam is not supported for BertForSequenceClassification"
     assert_error(post(server.url, "/rerank", {"query": "q", "documents": ["a", image]}),
-                 400, "BadRequestError", "documents", "MultiModalParam is not supported")
+                 400, "BadRequestError", None, needle)
     assert_error(post(server.url, "/score", {"queries": image, "documents": ["a"]}),
-                 400, "BadRequestError", "queries", "MultiModalParam is not supported")
+                 400, "BadRequestError", None, needle)
 
 
 def test_input_too_long_is_400_with_param(bert_ce: Path) -> None:
-    strict = Scorer.load(bert_ce, overflow="error", max_length=16)
-    with ServerThread(create_app(strict)) as srv:
+    # As vLLM: over-long input is refused on the server whatever Scorer's overflow rule.
+    short = Scorer.load(bert_ce, max_length=16)
+    with ServerThread(create_app(short)) as srv:
         r = httpx.post(srv.url + "/rerank", json={"query": "q", "documents": ["a " * 40]},
                        timeout=30)
-    assert_error(r, 400, "BadRequestError", "input_tokens", "over the limit of 16")
+        cut = httpx.post(srv.url + "/rerank", timeout=30, json={
+            "query": "q", "documents": ["a " * 40], "truncate_prompt_tokens": -1})
+    assert_error(r, 400, "BadRequestError", "input_tokens",
+                 "This model's maximum context length is 16 tokens. However, your prompt "
+                 "contains at least 17 input tokens")
+    assert "(parameter=input_tokens, value=17)" in r.json()["error"]["message"]
+    assert cut.status_code == 200, cut.text
 
 
 # -- auth ------------------------------------------------------------------------------------------
@@ -268,8 +306,9 @@ def test_models_needs_the_key_and_probes_do_not(server: ServerThread) -> None:
     assert models["object"] == "list"
     (entry,) = models["data"]
     assert entry["id"] == "tiny-ce" and entry["object"] == "model"
-    assert entry["max_model_len"] == 512 and entry["score_type"] == "cross-encoder"
-    for path in ("/health", "/metrics", "/docs", "/openapi.json", "/version"):
+    assert entry["max_model_len"] == 512 and entry["owned_by"] == "vllm"
+    assert entry["permission"][0]["object"] == "model_permission"
+    for path in ("/health", "/ping", "/metrics", "/docs", "/openapi.json", "/version"):
         assert httpx.get(server.url + path).status_code == 200, path
 
 
@@ -370,7 +409,8 @@ async def test_concurrent_submissions_share_model_calls(scorer: Scorer, enabled:
     fn = Recording(scorer)
     got = await _submit_all(MicroBatcher(fn, enabled=enabled, max_wait_s=0.5), requests)
     for (query, docs), scores in zip(requests, got, strict=True):
-        assert close(scores, local(scorer, query, docs))
+        # Submitted without vLLM's tokenization, so Scorer's own rules apply.
+        assert close(scores, [r.score for r in scorer.score(query, docs)])
     # All ten are queued before the collector first runs, so merging is deterministic here.
     assert len(fn.calls) == (1 if enabled else 10)
     assert sum(fn.calls) == sum(len(d) for _, d in requests)
@@ -390,7 +430,7 @@ async def test_merged_calls_match_local_for_every_score_type(
     # so it moves by a few 1e-6 (the local engine alone does the same between batch sizes).
     tol = 1e-5 if fixture == "colbert_ir" else TOL
     for (query, docs), scores in zip(requests, got, strict=True):
-        assert close(scores, local(other, query, docs), tol)
+        assert close(scores, [r.score for r in other.score(query, docs)], tol)
 
 
 async def test_pair_budget_splits_batches(scorer: Scorer) -> None:
@@ -630,18 +670,22 @@ def test_scorer_serve_end_to_end(bert_ce: Path) -> None:
                                "The capital of France is Paris.",
                                "Horses and cows are both animals"]}),
 ])
-def test_vllm_docs_curl_examples_work_unchanged(server: ServerThread, scorer: Scorer, path: str,
+def test_vllm_docs_curl_examples_work_unchanged(scorer: Scorer, path: str,
                                                 body: dict[str, Any]) -> None:
     import shutil
 
     if shutil.which("curl") is None:
         pytest.skip("curl is not installed")
-    out = subprocess.run(
-        ["curl", "-s", "-X", "POST", server.url + path, "-H", "accept: application/json",
-         "-H", "Content-Type: application/json", "-H", f"Authorization: Bearer {KEY}",
-         "-d", json.dumps(body)],
-        capture_output=True, text=True, timeout=60, check=True,
-    )
+    # Served under the docs' model name, as `vllm serve BAAI/...` would be (another name is
+    # a 404, as in vLLM).
+    app = create_app(scorer, ServerConfig(served_model_name=body["model"], api_key=KEY))
+    with ServerThread(app) as server:
+        out = subprocess.run(
+            ["curl", "-s", "-X", "POST", server.url + path, "-H", "accept: application/json",
+             "-H", "Content-Type: application/json", "-H", f"Authorization: Bearer {KEY}",
+             "-d", json.dumps(body)],
+            capture_output=True, text=True, timeout=60, check=True,
+        )
     answer = json.loads(out.stdout)
     if "rerank" in path:
         want = scorer.rerank(body["query"], body["documents"])

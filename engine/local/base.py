@@ -27,10 +27,10 @@ import torch
 from ..calls import ScoreCall
 from ..config import ScorerConfig
 from ..types import CacheInfo, ScoreResult, ScoreType
-from .checkpoint import CheckpointInfo
-from .runner import BatchRunner, ProgressFn
+from .checkpoint import CheckpointInfo, position_limit
+from .runner import BatchRunner, Coverage, ProgressFn
 
-__all__ = ["LocalBackend", "score_results"]
+__all__ = ["LocalBackend", "pair_token_ids", "score_results"]
 
 
 class LocalBackend(ABC):
@@ -60,6 +60,24 @@ class LocalBackend(ABC):
     def min_length(self) -> int:
         """The fewest tokens an input can be cut to and keep its special tokens and one token
         of text (the floor of ``max_length`` and ``truncate_prompt_tokens``)."""
+
+    @property
+    def num_labels(self) -> int | None:
+        """The classification head's label count (cross-encoders), None for embeddings."""
+        labels = getattr(self, "_num_labels", None)
+        return int(labels) if labels is not None else None
+
+    @property
+    def max_model_len(self) -> int:
+        """vLLM's max_model_len: the user's max_length, else what the position table holds."""
+        if self.config.max_length is not None:
+            return self.config.max_length
+        return position_limit(self.info) or self.max_length
+
+    @property
+    def architectures(self) -> tuple[str, ...]:
+        """The checkpoint's architectures as scored (hf_overrides applied), as vLLM names them."""
+        return self.info.architectures
 
     @abstractmethod
     def modules(self) -> list[torch.nn.Module]:
@@ -103,11 +121,23 @@ class LocalBackend(ABC):
         """Empty the document cache (a no-op without one)."""
 
 
-def score_results(
-    scores: list[float], truncated: list[bool], num_tokens: list[int]
-) -> list[ScoreResult]:
+def score_results(scores: list[float], coverage: Coverage) -> list[ScoreResult]:
     """One ScoreResult per pair, in pair order (cross-encoder and LLM reranker)."""
+    ids = coverage.input_ids
     return [
-        ScoreResult(index=i, score=s, truncated=cut, num_tokens=n)
-        for i, (s, cut, n) in enumerate(zip(scores, truncated, num_tokens, strict=True))
+        ScoreResult(index=i, score=s, truncated=cut, num_tokens=n,
+                    prompt_token_ids=tuple(ids[i]) if ids is not None else None)
+        for i, (s, cut, n) in enumerate(
+            zip(scores, coverage.truncated, coverage.num_tokens, strict=True)
+        )
     ]
+
+
+def pair_token_ids(
+    q_ids: list[list[int]] | None, d_ids: list[list[int]] | None, q: int, d: int,
+    pad_id: int | None,
+) -> tuple[int, ...] | None:
+    """vLLM's prompt_token_ids of a pair encoded as two texts: query + [pad] + document."""
+    if q_ids is None or d_ids is None:
+        return None
+    return tuple(q_ids[q] + ([pad_id] if pad_id is not None else []) + d_ids[d])

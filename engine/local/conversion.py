@@ -226,8 +226,13 @@ def auto_template(config: Mapping[str, Any], spec: ConversionSpec) -> tuple[str,
     return None
 
 
-def refuse_llm_only_options(config: ScorerConfig, *, llm: bool) -> None:
-    """Templates and text caps exist only for LLM rerankers; refuse them elsewhere, loudly."""
+def refuse_llm_only_options(
+    config: ScorerConfig, *, llm: bool, allow: Sequence[str] = ()
+) -> None:
+    """Templates and text caps exist only for LLM rerankers; refuse them elsewhere, loudly.
+
+    ``allow``: the options this (non-LLM) backend reads anyway, e.g. the caps for JinaVL.
+    """
     if llm:
         return
     given = [
@@ -240,8 +245,11 @@ def refuse_llm_only_options(config: ScorerConfig, *, llm: bool) -> None:
             "max_tokens_per_doc",
             "hf_overrides",
         )
-        if getattr(config, name)  # None, or an empty hf_overrides/template_kwargs, is not given
+        # None, or an empty hf_overrides/template_kwargs, is not given
+        if getattr(config, name) and name not in allow
     ]
+    if "hf_overrides" in given and set(config.hf_overrides or ()) <= {"architectures"}:
+        given.remove("hf_overrides")  # vLLM's architecture rename, as BgeM3EmbeddingModel
     if given:
         raise InputError(
             f"{given} apply only to LLM rerankers (decoder checkpoints scored as cross-encoders, "

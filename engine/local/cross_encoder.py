@@ -16,7 +16,7 @@ from .checkpoint import CheckpointInfo, cap_max_length, model_max_length
 from .heads import Activation, finalize_logits, resolve_activation
 from .packed import build_packed_classifier, pack
 from .runner import Prepared, ProgressFn, Stages
-from .tokenizing import tokenize
+from .tokenizing import prepare_pairs_vllm, tokenize
 from .weights import cached, load_pretrained, load_tokenizer
 
 
@@ -39,13 +39,13 @@ class CrossEncoderBackend(LocalBackend):
             self._load,
         )
         self.model, self.tokenizer, self._packed = self._slot.value
-        self.num_labels = int(self.model.config.num_labels)
+        self._num_labels = int(self.model.config.num_labels)
         self.activation: Activation = resolve_activation(
-            info.config, info.st_config, self.num_labels
+            info.config, info.st_config, self._num_labels
         )
-        if self.num_labels not in (1, 2):
+        if self._num_labels not in (1, 2):
             raise UnsupportedScoreType(
-                f"{info.path} has {self.num_labels} labels; a cross-encoder score needs 1 (a "
+                f"{info.path} has {self._num_labels} labels; a cross-encoder score needs 1 (a "
                 "relevance logit) or 2 (not relevant / relevant)."
             )
         self._max_length = cap_max_length(model_max_length(info, self.tokenizer), config.max_length)
@@ -123,11 +123,16 @@ class CrossEncoderBackend(LocalBackend):
         self, call: ScoreCall, *, progress: ProgressFn | None = None
     ) -> list[ScoreResult]:
         pair_queries = [call.queries[q] for q in call.query_index]
+
+        def prepare(items: list[int]) -> Prepared:
+            queries = [pair_queries[i] for i in items]
+            documents = [call.documents[i] for i in items]
+            if call.vllm is not None:
+                return prepare_pairs_vllm(self.tokenizer, queries, documents, call.vllm)
+            return self.prepare(queries, documents, call.truncate_prompt_tokens, positions=items)
+
         stages: Stages[torch.Tensor] = Stages(
-            prepare=lambda items: self.prepare(
-                [pair_queries[i] for i in items], [call.documents[i] for i in items],
-                call.truncate_prompt_tokens, positions=items,
-            ),
+            prepare=prepare,
             forward=self.forward,
             # head: activation in float32 → one score per pair [B]
             head=lambda logits, _: finalize_logits(
@@ -135,5 +140,8 @@ class CrossEncoderBackend(LocalBackend):
             ),
             packed=None if self._packed is None else self._packed[0],
         )
-        scores, coverage = self.runner.scores(len(call.documents), stages, progress=progress)
-        return score_results(scores, coverage.truncated, coverage.num_tokens)
+        keep = call.vllm is not None and call.vllm.keep_token_ids
+        scores, coverage = self.runner.scores(
+            len(call.documents), stages, progress=progress, keep_ids=keep
+        )
+        return score_results(scores, coverage)

@@ -28,21 +28,20 @@ from ..calls import ScoreCall
 from ..config import ScorerConfig
 from ..errors import (
     InputError,
-    InputTooLongError,
     ModelLoadError,
-    TemplateError,
     UnsupportedScoreType,
 )
-from ..templates import ScoreTemplate, bundled_templates, load_template
 from ..types import ScoreResult, ScoreType
 from .base import LocalBackend, score_results
 from .batching import pad
 from .checkpoint import CheckpointInfo, cap_max_length, model_max_length
-from .conversion import auto_template, check_decoder, resolve_conversion
-from .heads import Activation, finalize_logits, linear_head, resolve_activation, token_score_weight
+from .conversion import check_decoder, resolve_conversion
+from .heads import Activation, finalize_logits, resolve_activation, token_score_weight
+from .kernels import Linears
+from .llm_prompts import LLMPrompts, Rendered, resolve_template
+from .packed_decoder import build_packed_decoder
 from .pooling import pool
 from .runner import Prepared, ProgressFn, Stages
-from .tokenizing import tokenize, truncate_text_to_tokens
 from .weights import cached, load_pretrained, load_tokenizer
 
 __all__ = ["LLMRerankerBackend", "Rendered", "bidirectional_attention_mask"]
@@ -63,16 +62,6 @@ def bidirectional_attention_mask(mask: torch.Tensor, dtype: torch.dtype) -> torc
     bias = torch.zeros(blocked.shape, dtype=dtype, device=mask.device)
     bias = bias.masked_fill(blocked, torch.finfo(dtype).min)  # [B, 1, 1, L]
     return bias.expand(mask.shape[0], 1, mask.shape[1], mask.shape[1])  # [B, 1, L, L]
-
-
-@dataclass(frozen=True, kw_only=True)
-class Rendered:
-    """Model inputs of several pairs: token ids, the rendered prompts (None without a template
-    string) and which pairs were cut."""
-
-    input_ids: list[list[int]]
-    prompts: list[str | None]
-    truncated: list[bool]
 
 
 @dataclass(frozen=True)
@@ -113,14 +102,17 @@ class LLMRerankerBackend(LocalBackend):
         loaded: _Loaded = self._slot.value
         self.model, self.tokenizer = loaded.base, loaded.tokenizer
         self.weight, self.bias = loaded.weight, loaded.bias
-        self.num_labels = int(self.weight.shape[0])
-        if self.num_labels not in (1, 2):
+        # The padding-free decoder (Llama, Qwen2/3, Gemma), or None for the stock forward.
+        self._decoder = build_packed_decoder(self.model, device, causal=self.spec.causal)
+        self._head_linears = Linears(device, torch.float32)
+        self._num_labels = int(self.weight.shape[0])
+        if self._num_labels not in (1, 2):
             raise UnsupportedScoreType(
-                f"{info.path} has {self.num_labels} labels; a score needs 1 (a relevance logit) "
+                f"{info.path} has {self._num_labels} labels; a score needs 1 (a relevance logit) "
                 "or 2 (not relevant / relevant)."
             )
         self.activation: Activation = resolve_activation(
-            info.config, info.st_config, self.num_labels
+            info.config, info.st_config, self._num_labels
         )
         self._max_length = cap_max_length(model_max_length(info, self.tokenizer), config.max_length)
         pad_id = self.tokenizer.pad_token_id
@@ -143,8 +135,12 @@ class LLMRerankerBackend(LocalBackend):
                 info.path,
                 temperature,
             )
-        self.template, self.template_kwargs = self._resolve_template()
-        self._warned_tpt = False
+        template, template_kwargs = resolve_template(info, config, self.spec)
+        self.prompts = LLMPrompts(
+            tokenizer=self.tokenizer, template=template, template_kwargs=template_kwargs,
+            use_sep_token=self.spec.use_sep_token, max_length=self._max_length, config=config,
+        )
+        self.template = template
 
     # -- load ------------------------------------------------------------------------------------
     def _load(self) -> _Loaded:
@@ -222,49 +218,6 @@ class LLMRerankerBackend(LocalBackend):
         bias = head.bias.detach().float() if head.bias is not None else None
         return _Loaded(base=model.base_model, tokenizer=tokenizer, weight=weight, bias=bias)
 
-    def _resolve_template(self) -> tuple[ScoreTemplate | None, dict[str, Any]]:
-        kwargs = dict(self.config.template_kwargs or {})
-        if self.config.instruction is not None:
-            # vLLM: `instruction` is copied into chat_template_kwargs unless already there.
-            kwargs.setdefault("instruction", self.config.instruction)
-        if self.config.template is not None:
-            template = load_template(self.config.template)
-            logger.info("Score template for %s: %s (given).", self.info.path, template.name)
-        else:
-            chosen = auto_template(self.info.config, self.spec)
-            if chosen is None:
-                if kwargs:
-                    raise TemplateError(
-                        f"instruction/template_kwargs need a score template, and none is known "
-                        f"for {self.info.path}. Pass template= one of "
-                        f"{', '.join(bundled_templates())} or a .jinja path."
-                    )
-                how = (
-                    "the tokenizer's text-pair encoding"
-                    if self.spec.use_sep_token
-                    else "the plain concatenation query + document"
-                )
-                logger.warning(
-                    "No score template for %s: its config doesn't name a known reranker family, "
-                    "so pairs are encoded as %s (vLLM's fallback). LLM rerankers usually need "
-                    "their prompt format: pass template= one of %s or a .jinja path.",
-                    self.info.path,
-                    how,
-                    ", ".join(bundled_templates()),
-                )
-                return None, kwargs
-            name, why = chosen
-            template = load_template(name)
-            logger.info(
-                "Score template for %s: %s, chosen from its config (%s); pass template= to "
-                "use another.",
-                self.info.path,
-                name,
-                why,
-            )
-        template.check_kwargs(kwargs)
-        return template, kwargs
-
     @property
     def max_length(self) -> int:
         return self._max_length
@@ -279,117 +232,27 @@ class LLMRerankerBackend(LocalBackend):
         return [self.model]
 
     # -- prepare ---------------------------------------------------------------------------------
-    def _render(self, query: str, document: str) -> str:
-        if self.template is None:
-            return query + document  # vLLM without a separator: no space, nothing between
-        return self.template.render(query, document, **self.template_kwargs)
-
-    def _encode(self, prompts: list[str]) -> list[list[int]]:
-        # add_special_tokens=True as vLLM: a tokenizer that adds BOS (Llama, Gemma) prepends it.
-        enc = self.tokenizer(prompts, add_special_tokens=True, padding=False, verbose=False)
-        return [list(ids) for ids in enc["input_ids"]]
-
-    def _capped(self, texts: list[str], cap: int | None) -> tuple[list[str], list[bool]]:
-        if cap is None:
-            return texts, [False] * len(texts)
-        pairs = [truncate_text_to_tokens(self.tokenizer, t, cap) for t in texts]
-        return [p[0] for p in pairs], [p[1] for p in pairs]
-
-    def _fit(self, query: str, document: str, limit: int) -> list[int]:
-        """Ids of the prompt cut to ``limit`` by shortening the document text, then the query,
-        so the template's suffix (where the score is read) survives."""
-        texts = {"query": query, "document": document}
-        ids = self._encode([self._render(query, document)])[0]
-        for side in ("document", "query"):
-            original = texts[side]
-            n = len(self.tokenizer(original, add_special_tokens=False, verbose=False)["input_ids"])
-            while len(ids) > limit and n > 0:
-                n = max(0, n - (len(ids) - limit))
-                texts[side] = truncate_text_to_tokens(self.tokenizer, original, n)[0]
-                ids = self._encode([self._render(texts["query"], texts["document"])])[0]
-            if len(ids) <= limit:
-                return ids
-        raise InputTooLongError(
-            f"The score template alone is {len(ids)} tokens with an empty query and document, "
-            f"over the limit of {limit}. Raise max_length or use a shorter template."
-        )
-
     def prepare(
-        self,
-        queries: list[str],
-        documents: list[str],
-        query_index: list[int],
-        truncate_prompt_tokens: int | None,
-        positions: list[int] | None = None,
+        self, queries: list[str], documents: list[str], query_index: list[int],
+        truncate_prompt_tokens: int | None, positions: list[int] | None = None,
     ) -> Rendered:
-        """Render and tokenize pairs (queries[query_index[k]], documents[k]), applying the text
-        caps and the length limit; ``positions``: the pairs' indices in the call (errors)."""
-        where = positions if positions is not None else list(range(len(documents)))
-        qs, q_cut = self._capped(queries, self.config.max_tokens_per_query)
-        ds, d_cut = self._capped(documents, self.config.max_tokens_per_doc)
-        pair_q = [qs[i] for i in query_index]
-        capped = [q_cut[qi] or dc for qi, dc in zip(query_index, d_cut, strict=True)]
-        if self.template is None and self.spec.use_sep_token:
-            # vLLM's path for converted checkpoints without a template: tokenizer(q, d).
-            limit = truncate_prompt_tokens or self._max_length
-            tok = tokenize(
-                self.tokenizer,
-                pair_q,
-                ds,
-                limit=limit,
-                strategy="longest_first" if truncate_prompt_tokens else "only_second",
-                overflow="truncate" if truncate_prompt_tokens else self.config.overflow,
-                what="pair",
-                positions=where,
-            )
-            return Rendered(
-                input_ids=tok.input_ids,
-                prompts=[None] * len(ds),
-                truncated=[a or b for a, b in zip(capped, tok.truncated, strict=True)],
-            )
-        rendered = [self._render(q, d) for q, d in zip(pair_q, ds, strict=True)]
-        ids = self._encode(rendered)
-        prompts: list[str | None] = list(rendered)
-        truncated = list(capped)
-        if truncate_prompt_tokens is not None:
-            # vLLM cuts the rendered prompt from the right, template suffix included.
-            if (
-                not self._warned_tpt
-                and self.template is not None
-                and any(len(s) > truncate_prompt_tokens for s in ids)
-            ):
-                self._warned_tpt = True
-                logger.warning(
-                    "truncate_prompt_tokens cuts the rendered prompt from the right, removing "
-                    "the score template's suffix; load with max_tokens_per_doc= to cut the "
-                    "document text before templating instead."
-                )
-            for i, seq in enumerate(ids):
-                if len(seq) > truncate_prompt_tokens:
-                    ids[i] = seq[:truncate_prompt_tokens]
-                    truncated[i] = True
-            return Rendered(input_ids=ids, prompts=prompts, truncated=truncated)
-        over = [i for i, seq in enumerate(ids) if len(seq) > self._max_length]
-        if over and self.config.overflow == "error":
-            i = over[0]
-            raise InputTooLongError(
-                f"pair {where[i]} is {len(ids[i])} tokens after templating, over the limit of "
-                f"{self._max_length} ({len(over)} of {len(ids)} pairs are too long). Shorten it, "
-                "load with max_tokens_per_doc=, or with overflow='truncate' to cut the document "
-                "and flag the result."
-            )
-        for i in over:
-            ids[i] = self._fit(pair_q[i], ds[i], self._max_length)
-            prompts[i] = None  # no longer the render of the caller's texts
-            truncated[i] = True
-        return Rendered(input_ids=ids, prompts=prompts, truncated=truncated)
+        """Rendered prompts and token ids of pairs, by Scorer's rules (see LLMPrompts)."""
+        return self.prompts.prepare(queries, documents, query_index, truncate_prompt_tokens,
+                                    positions)
 
     # -- forward ---------------------------------------------------------------------------------
     def forward(
         self, ids: list[list[int]], _type_ids: list[list[int]] | None = None,
         _packed: bool = False,
     ) -> torch.Tensor:
-        """Pooled float32 hidden states [B, H] for one batch of unpadded id lists."""
+        """Pooled float32 hidden states [B, H] for one batch of unpadded id lists.
+
+        The padding-free decoder where the architecture has one (every call, whatever its
+        size: a pair's score must not depend on its batch company), else the stock padded one.
+        """
+        mode = _POOL_MODES[self.spec.pooling]
+        if self._decoder is not None:
+            return self._decoder(ids, pooling=mode)  # type: ignore[no-any-return]
         # Right padding: real tokens keep positions 0..n-1, and under a causal mask they never
         # see the padding after them.
         input_ids, mask = pad(ids, pad_id=self._pad_id, side="right")  # [B, L], [B, L]
@@ -400,12 +263,15 @@ class LLMRerankerBackend(LocalBackend):
             attention = bidirectional_attention_mask(mask, self.dtype)  # [B, 1, L, L]
         with torch.inference_mode():
             hidden = self.model(input_ids=input_ids, attention_mask=attention).last_hidden_state
-            return pool(hidden.float(), mask, _POOL_MODES[self.spec.pooling])  # [B, H]
+            return pool(hidden.float(), mask, mode)  # [B, H]
 
     # -- head ------------------------------------------------------------------------------------
     def head(self, pooled: torch.Tensor, use_activation: bool) -> torch.Tensor:
-        """Pooled states [B, H] → the score head's logits → one float32 score per pair [B]."""
-        logits = linear_head(pooled, self.weight, self.bias)  # [B, C]
+        """Pooled states [B, H] → the score head's logits → one float32 score per pair [B].
+
+        h·w + b in float32 (vLLM's head dtype) through batch-invariant kernels.
+        """
+        logits = self._head_linears(pooled.float(), self.weight, self.bias)  # [B, C]
         return finalize_logits(logits, self.activation, use_activation=use_activation)
 
     # -- the call --------------------------------------------------------------------------------
@@ -416,15 +282,24 @@ class LLMRerankerBackend(LocalBackend):
             prepare=lambda items: self._prepare_stage(call, items),
             forward=self.forward,
             head=lambda pooled, _: self.head(pooled, call.activation),
+            packed=self._decoder,
         )
-        scores, coverage = self.runner.scores(len(call.documents), stages, progress=progress)
-        return score_results(scores, coverage.truncated, coverage.num_tokens)
+        keep = call.vllm is not None and call.vllm.keep_token_ids
+        scores, coverage = self.runner.scores(
+            len(call.documents), stages, progress=progress, keep_ids=keep
+        )
+        return score_results(scores, coverage)
 
     def _prepare_stage(self, call: ScoreCall, items: list[int]) -> Prepared:
-        rendered = self.prepare(
-            call.queries, [call.documents[i] for i in items],
-            [call.query_index[i] for i in items], call.truncate_prompt_tokens, positions=items,
-        )
+        queries = call.queries
+        documents = [call.documents[i] for i in items]
+        query_index = [call.query_index[i] for i in items]
+        if call.vllm is not None:
+            rendered = self.prompts.prepare_vllm(queries, documents, query_index, call.vllm)
+        else:
+            rendered = self.prompts.prepare(
+                queries, documents, query_index, call.truncate_prompt_tokens, positions=items
+            )
         empty = [i for i, seq in zip(items, rendered.input_ids, strict=True) if not seq]
         if empty:
             raise InputError(

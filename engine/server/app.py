@@ -21,12 +21,14 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import InputError, InputTooLongError, ScorerError
+from ..types import ScoreType
 from .batcher import MicroBatcher, ServerClosing
 from .config import ServerConfig
-from .gate import RERANK_ROUTES, SCORE_ROUTES, Gate
+from .gate import INVOCATIONS, RERANK_ROUTES, SCORE_ROUTES, Gate
 from .metrics import Metrics
 from .protocol import (
     ErrorResponse,
@@ -36,7 +38,7 @@ from .protocol import (
     ScoreRequest,
     ScoreResponse,
 )
-from .service import ApiError, ScoringService, error_body, validation_message
+from .service import SPELLINGS, ApiError, ScoringService, error_body, validation_message
 
 __all__ = ["ApiError", "RERANK_ROUTES", "SCORE_ROUTES", "ServerConfig", "create_app"]
 
@@ -46,6 +48,17 @@ logger = logging.getLogger("engine.server")
 def _error_response(status: int, message: str, type: str, param: str | None = None
                     ) -> JSONResponse:
     return JSONResponse(error_body(status, message, type, param), status_code=status)
+
+
+def invocation_kind(body: Any) -> type[RerankRequest] | type[ScoreRequest] | None:
+    """Which request a /invocations body is, by its fields (vLLM tries each in turn)."""
+    if not isinstance(body, dict):
+        return None
+    if "query" in body and "documents" in body:
+        return RerankRequest
+    if any(a in body and b in body for a, b in SPELLINGS):
+        return ScoreRequest
+    return None
 
 
 def create_app(scorer: Any, config: ServerConfig | None = None, **options: Any) -> FastAPI:
@@ -111,17 +124,46 @@ def create_app(scorer: Any, config: ServerConfig | None = None, **options: Any) 
         answer = await service.rerank(body, request_id(request, body))
         return JSONResponse(answer.model_dump())
 
-    for path in SCORE_ROUTES:
+    # vLLM serves its Score API only for one-label classifiers (and embedding models): a
+    # two-label checkpoint gets no scoring routes at all, as there.
+    scoring = scorer.score_type is not ScoreType.CROSS_ENCODER or getattr(
+        scorer, "num_labels", 1) in (1, None)
+    if not scoring:
+        logger.warning("%s has %s labels: the Score API is only enabled for num_labels == 1, "
+                       "so /score and /rerank are not served (as vLLM).", served,
+                       scorer.num_labels)
+    for path in SCORE_ROUTES if scoring else ():
         app.post(path, response_model=ScoreResponse, responses=error_responses,
                  summary="Score pairs (vLLM Score API)",
                  operation_id=f"score{path.replace('/', '_')}")(score)
-    for path in RERANK_ROUTES:
+    for path in RERANK_ROUTES if scoring else ():
         app.post(path, response_model=RerankResponse, responses=error_responses,
                  summary="Rerank documents (vLLM/Jina/Cohere-style Rerank API)",
                  operation_id=f"rerank{path.replace('/', '_')}")(rerank)
 
+    @app.post(INVOCATIONS, summary="SageMaker's route: a rerank or score body, by its fields",
+              responses=error_responses)
+    async def invocations(request: Request) -> JSONResponse:
+        body = await request.json()
+        kind = invocation_kind(body) if scoring else None
+        if kind is None:
+            raise ApiError(400, "Cannot find suitable handler for request. Expected one of: "
+                                "['RerankRequest', 'ScoreRequest']" if scoring else
+                                "Cannot find suitable handler for request.")
+        try:
+            parsed = kind.model_validate(body)
+        except ValidationError as exc:
+            raise RequestValidationError(exc.errors()) from None
+        if isinstance(parsed, RerankRequest):
+            return await rerank(parsed, request)
+        return await score(parsed, request)
+
     @app.get("/health", summary="200 while the server takes work")
     async def health() -> Response:
+        return Response(status_code=503 if batcher.closing else 200)
+
+    @app.get("/ping", summary="SageMaker's health probe: 200 while the server takes work")
+    async def ping() -> Response:
         return Response(status_code=503 if batcher.closing else 200)
 
     @app.get("/v1/models", summary="The served model (OpenAI list shape)",

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..calls import VllmTokenization
 from ..errors import ScorerError
 from ..types import ScoreResult
 
@@ -49,18 +50,22 @@ class Job:
     queries: list[str]
     documents: list[str]
     query_index: list[int]
-    use_activation: bool
+    use_activation: bool | None
     truncate_prompt_tokens: int | None
     future: asyncio.Future[list[ScoreResult]]
     cost: int = 0  # estimated tokens
+    tokenization: VllmTokenization | None = None  # vLLM's rules (the server's requests)
+    lora: str | None = None  # the LoRA adapter the request's model names (None: the base)
 
     def __post_init__(self) -> None:
         self.cost = sum(estimate_tokens(self.queries[q]) + estimate_tokens(d)
                         for q, d in zip(self.query_index, self.documents, strict=True))
 
     @property
-    def key(self) -> tuple[bool, int | None]:
-        return (self.use_activation, self.truncate_prompt_tokens)
+    def key(self) -> tuple[bool | None, int | None, str, str | None]:
+        # Only requests computed alike merge: the same activation, tokenization and adapter.
+        return (self.use_activation, self.truncate_prompt_tokens, repr(self.tokenization),
+                self.lora)
 
 
 @dataclass
@@ -185,7 +190,8 @@ class MicroBatcher:
     # -- requests ----------------------------------------------------------------------------------
     async def submit(
         self, queries: list[str], documents: list[str], query_index: list[int], *,
-        use_activation: bool, truncate_prompt_tokens: int | None,
+        use_activation: bool | None, truncate_prompt_tokens: int | None = None,
+        tokenization: VllmTokenization | None = None, lora: str | None = None,
     ) -> list[ScoreResult]:
         """Queue one request's pairs and wait for its results (in its own pair order)."""
         if self._closing:
@@ -193,7 +199,8 @@ class MicroBatcher:
         self.start()
         assert self._has_work is not None and self._full is not None
         future: asyncio.Future[list[ScoreResult]] = asyncio.get_running_loop().create_future()
-        job = Job(queries, documents, query_index, use_activation, truncate_prompt_tokens, future)
+        job = Job(queries, documents, query_index, use_activation, truncate_prompt_tokens, future,
+                  tokenization=tokenization, lora=lora)
         self._pending.append(job)
         self.stats.pending_pairs += len(documents)
         self._has_work.set()
@@ -249,16 +256,14 @@ class MicroBatcher:
     def _score_batch(self, batch: list[Job]) -> list[list[ScoreResult] | BaseException]:
         """Score every job; one merged call per option group. Runs on the model thread."""
         out: dict[int, list[ScoreResult] | BaseException] = {}
-        groups: dict[tuple[bool, int | None], list[int]] = {}
+        groups: dict[tuple[bool | None, int | None, str, str | None], list[int]] = {}
         for i, job in enumerate(batch):
             groups.setdefault(job.key, []).append(i)
-        for (use_activation, tpt), members in groups.items():
+        for members in groups.values():
             jobs = [batch[i] for i in members]
             try:
                 queries, documents, query_index, offsets = merge_jobs(jobs)
-                results = self._score_fn(queries, documents, query_index,
-                                         use_activation=use_activation,
-                                         truncate_prompt_tokens=tpt)
+                results = self._score_fn(queries, documents, query_index, **_options(jobs[0]))
                 for j, i in enumerate(members):
                     out[i] = _split(results, offsets[j], offsets[j + 1])
             except Exception as exc:
@@ -272,12 +277,21 @@ class MicroBatcher:
 
     def _score_alone(self, job: Job) -> list[ScoreResult] | BaseException:
         try:
-            return self._score_fn(job.queries, job.documents, job.query_index,
-                                  use_activation=job.use_activation,
-                                  truncate_prompt_tokens=job.truncate_prompt_tokens)
+            return self._score_fn(job.queries, job.documents, job.query_index, **_options(job))
         except Exception as exc:
             return exc
 
     def describe(self) -> dict[str, Any]:
         return {"enabled": self.enabled, "max_wait_s": self.max_wait_s,
                 "max_batch_pairs": self.max_batch_pairs, "max_batch_tokens": self.max_batch_tokens}
+
+
+def _options(job: Job) -> dict[str, Any]:
+    """The keyword options a merged call of jobs like ``job`` is scored with."""
+    options: dict[str, Any] = {"use_activation": job.use_activation,
+                               "truncate_prompt_tokens": job.truncate_prompt_tokens}
+    if job.tokenization is not None:
+        options["tokenization"] = job.tokenization
+    if job.lora is not None:
+        options["lora_request"] = job.lora
+    return options

@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api-key-file", default=None, metavar="PATH",
                    help="read the API key from this file (its first line), so it never shows "
                    "in the process list")
-    p.add_argument("--served-model-name", default=None,
+    p.add_argument("--served-model-name", "--served_model_name", default=None,
                    help="model name in responses and /v1/models (default: MODEL)")
     p.add_argument("--max-documents-per-request", type=int, default=1000,
                    help="larger requests answer 413 (default: 1000)")
@@ -48,17 +48,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    choices=["critical", "error", "warning", "info", "debug"])
 
 
-def run(args: Any) -> int:
-    """Load the model, build the app and run uvicorn until interrupted."""
+def build_app(args: Any) -> tuple[Any, Any]:
+    """The app ``scorer serve`` would run for these parsed arguments, and its ServerConfig."""
     from .._optional import require
 
     require("fastapi", extra="server", purpose="scorer serve")
-    uvicorn = require("uvicorn", extra="server", purpose="scorer serve")
     from .app import ServerConfig, create_app
 
-    # The port first: finding it taken after a minute of loading, and after printing
-    # "serving", helps no one. The socket stays bound and is handed to uvicorn.
-    sock = bind(args.host, args.port)
     config = ServerConfig(
         served_model_name=args.served_model_name,
         api_key=api_key(args),
@@ -69,8 +65,19 @@ def run(args: Any) -> int:
         max_batch_pairs=args.max_batch_pairs,
         max_batch_tokens=args.max_batch_tokens,
     )
-    scorer = load_from_args(args)
-    app = create_app(scorer, config)
+    return create_app(load_from_args(args, vllm=True), config), config
+
+
+def run(args: Any) -> int:
+    """Bind the port, load the model, build the app and run uvicorn until interrupted."""
+    from .._optional import require
+
+    uvicorn = require("uvicorn", extra="server", purpose="scorer serve")
+    # The port first: finding it taken after a minute of loading, and after printing
+    # "serving", helps no one. The socket stays bound and is handed to uvicorn.
+    sock = bind(args.host, args.port)
+    app, config = build_app(args)
+    scorer = app.state.scorer
     auth = "on" if config.api_key else "off"
     print(f"scorer: serving {scorer!r} as {config.served_model_name or scorer.model!r} at "
           f"http://{args.host}:{args.port} (auth {auth}, micro-batching "

@@ -17,14 +17,19 @@ from .config import ServerConfig
 from .metrics import Metrics
 from .service import error_body
 
-__all__ = ["Gate", "KNOWN_ROUTES", "OPEN_ROUTES", "RERANK_ROUTES", "SCORE_ROUTES", "SCORING_ROUTES"]
+__all__ = [
+    "INVOCATIONS", "Gate", "KNOWN_ROUTES", "OPEN_ROUTES", "RERANK_ROUTES", "SCORE_ROUTES",
+    "SCORING_ROUTES",
+]
 
 SCORE_ROUTES = ("/score", "/v1/score")
 RERANK_ROUTES = ("/rerank", "/v1/rerank", "/v2/rerank")
-SCORING_ROUTES = frozenset(SCORE_ROUTES + RERANK_ROUTES)
+# SageMaker's route: a score or rerank body, dispatched on its fields (as vLLM).
+INVOCATIONS = "/invocations"
+SCORING_ROUTES = frozenset((*SCORE_ROUTES, *RERANK_ROUTES, INVOCATIONS))
 # Open with --api-key too: probes, scrapers and the API description carry no data.
-OPEN_ROUTES = frozenset({"/health", "/metrics", "/version", "/docs", "/docs/oauth2-redirect",
-                         "/openapi.json", "/redoc"})
+OPEN_ROUTES = frozenset({"/health", "/ping", "/metrics", "/version", "/docs",
+                         "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
 KNOWN_ROUTES = SCORING_ROUTES | OPEN_ROUTES | {"/v1/models"}
 
 logger = logging.getLogger("engine.server")
@@ -113,8 +118,7 @@ class Gate:
         if content_type != "application/json":
             await _send_json(send, 400, error_body(
                 400, f"Unsupported Media Type: Only 'application/json' is allowed (got "
-                     f"{content_type or 'no content type'!r}).", "Bad Request",
-                "header.content-type"))
+                     f"{content_type or 'no content type'!r}).", "Bad Request"))
             return
         limit = self.config.max_body_bytes
         declared = _header(scope, b"content-length")

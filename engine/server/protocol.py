@@ -15,6 +15,7 @@ __all__ = [
     "ErrorResponse",
     "ModelCard",
     "ModelList",
+    "ModelPermission",
     "MultiModalInput",
     "RerankDocument",
     "RerankRequest",
@@ -139,18 +140,34 @@ class RerankResponse(BaseModel):
     results: list[RerankResult]
 
 
+class ModelPermission(BaseModel):
+    """OpenAI's (and vLLM's) model permission object."""
+
+    id: str
+    object: Literal["model_permission"] = "model_permission"
+    created: int
+    allow_create_engine: bool = False
+    allow_sampling: bool = True
+    allow_logprobs: bool = True
+    allow_search_indices: bool = False
+    allow_view: bool = True
+    allow_fine_tuning: bool = False
+    organization: str = "*"
+    group: str | None = None
+    is_blocking: bool = False
+
+
 class ModelCard(BaseModel):
-    """One served model in ``/v1/models`` (OpenAI's shape, plus what scoring clients read)."""
+    """One served model in ``/v1/models`` (vLLM's shape)."""
 
     id: str
     object: Literal["model"] = "model"
     created: int
-    owned_by: str = "scorer"
+    owned_by: str = "vllm"
     root: str
     parent: str | None = None
     max_model_len: int
-    score_type: str
-    permission: list[Any] = Field(default_factory=list)
+    permission: list[ModelPermission] = Field(default_factory=list)
 
 
 class ModelList(BaseModel):

@@ -8,10 +8,11 @@ response models. ``engine.server.app`` only wires routes and errors to it.
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
-from ..errors import InputError
-from ..pairing import check_text, pair_indices, validate_truncate_prompt_tokens
+from ..calls import VllmTokenization
+from ..pairing import check_text
 from ..ranking import rank
 from ..types import ScoreResult
 from .batcher import MicroBatcher
@@ -19,6 +20,7 @@ from .metrics import Metrics
 from .protocol import (
     ModelCard,
     ModelList,
+    ModelPermission,
     MultiModalInput,
     RerankDocument,
     RerankRequest,
@@ -32,8 +34,8 @@ from .protocol import (
 )
 
 __all__ = [
-    "ApiError", "ScoringService", "as_texts", "error_body", "resolve_options", "score_sides",
-    "usage", "validation_message",
+    "ApiError", "ScoringService", "as_texts", "check_pairing", "error_body",
+    "resolve_use_activation", "score_sides", "tokenization", "usage", "validation_message",
 ]
 
 # The score spellings vLLM accepts, newest first (spec §1.2).
@@ -102,50 +104,67 @@ def score_sides(body: ScoreRequest) -> tuple[str, str]:
                         f"got {got}.", type="Bad Request", param="body")
 
 
-def as_texts(value: Any, *, side: str, model: str) -> list[str]:
-    """A side of the request as a list of strings; multimodal input is refused (text model)."""
+def as_texts(value: Any, *, side: str, architecture: str) -> list[str]:
+    """A side of the request as a list of strings, in vLLM's order of checks: a multimodal
+    ``{"content": [...]}`` part to a text model is refused with vLLM's message."""
     items = value if isinstance(value, list) else [value]
-    for i, item in enumerate(items):
+    for item in items:
         if isinstance(item, MultiModalInput):
-            raise ApiError(
-                400, f"MultiModalParam is not supported for `{model}`: {side}[{i}] is a "
-                     "{'content': [...]} object, and this server scores text only. Send plain "
-                     "strings.", param=side)
+            raise ApiError(400, f"MultiModalParam is not supported for {architecture}")
+    for i, item in enumerate(items):
         check_text(item, where=f"{side}[{i}]")
     return list(items)
 
 
-def resolve_options(body: Any, max_length: int, min_length: int = 1) -> tuple[bool, int | None]:
-    """(use_activation, truncate_prompt_tokens) for the engine; 400 for what can't be honoured."""
+def check_pairing(n_queries: int, n_documents: int) -> list[int]:
+    """vLLM's pairing rule and texts, in its order (the length rule before the empty sides)."""
+    if n_queries > 1 and n_queries != n_documents:
+        raise ApiError(400, "Input lengths must be either 1:1, 1:N or N:N")
+    if n_queries == 0:
+        raise ApiError(400, "At least one text element must be given")
+    if n_documents == 0:
+        raise ApiError(400, "At least one text_pair element must be given")
+    return [0] * n_documents if n_queries == 1 else list(range(n_documents))
+
+
+def resolve_use_activation(body: Any) -> bool | None:
+    """use_activation, its deprecated aliases, and TEI/Infinity's raw_scores."""
     use_activation = body.use_activation
     for alias in (body.softmax, body.activation):
         if use_activation is None:
             use_activation = alias
     if use_activation is None and body.raw_scores:
         use_activation = False  # TEI/Infinity clients ask for logits this way
-    if body.truncation_side == "left":
-        raise ApiError(400, "truncation_side='left' is not supported: this server keeps the "
-                            "first tokens (right truncation). Omit the field or send 'right'.",
-                       param="truncation_side")
+    return use_activation  # type: ignore[no-any-return]
+
+
+def tokenization(body: Any, max_model_len: int) -> VllmTokenization:
+    """vLLM's tokenization of a request (its TokenizeParams and scoring token limits), or the
+    400 it answers for a request that asks for the impossible."""
+    tpt = body.truncate_prompt_tokens
+    if tpt is not None and tpt > max_model_len:
+        raise ApiError(400, "truncate_prompt_tokens value is greater than max_model_len. Please "
+                            "request a smaller truncation size.")
+    caps = {}
     for name in ("max_tokens_per_query", "max_tokens_per_doc"):
         value = getattr(body, name)
         if value < 0:
-            raise ApiError(400, f"`{name}` must be a non-negative integer", param=name)
-        if value > 0:
-            raise ApiError(400, f"`{name}` is not supported by this server; use "
-                                "truncate_prompt_tokens to cut each model input instead.",
-                           param=name)
-    if body.instruction is not None or body.chat_template_kwargs:
-        raise ApiError(400, "instruction/chat_template_kwargs need a score template, and this "
-                            "server's model has none; omit them.", param="instruction")
-    if body.mm_processor_kwargs is not None:
-        raise ApiError(400, "mm_processor_kwargs is not accepted: this server scores text only.",
-                       param="mm_processor_kwargs")
-    try:
-        tpt = validate_truncate_prompt_tokens(body.truncate_prompt_tokens, max_length, min_length)
-    except InputError as exc:
-        raise ApiError(400, str(exc), param="truncate_prompt_tokens") from None
-    return use_activation is not False, tpt
+            raise ApiError(400, f"{name} must be a non-negative integer")
+        if value >= max_model_len and value != 0:
+            raise ApiError(400, f"{name} ({value}) must be less than max_model_len "
+                                f"({max_model_len}).")
+        caps[name] = value
+    kwargs = dict(body.chat_template_kwargs or {})
+    if body.instruction is not None:
+        kwargs.setdefault("instruction", body.instruction)  # vLLM: the kwargs win
+    return VllmTokenization(
+        max_model_len=max_model_len,
+        truncate=max_model_len if tpt == -1 else tpt,
+        side=body.truncation_side if tpt is not None else None,
+        pad_to=max_model_len if body.padding == "max_length" else None,
+        template_kwargs=tuple(sorted(kwargs.items())),
+        **caps,
+    )
 
 
 def usage(results: list[ScoreResult], query_index: list[int]) -> int:
@@ -187,58 +206,118 @@ class ScoringService:
         self.max_documents = max_documents
         self.created = int(time.time())
 
-    def check_limit(self, n: int, side: str) -> None:
+    def check_limit(self, n: int, side: str) -> None:  # ours: vLLM has no such cap
         cap = self.max_documents
         if n > cap:
             raise ApiError(413, f"This request has {n} {side}, over the limit of {cap} per request "
                                 "(--max-documents-per-request). Split it into smaller requests.",
                            type="PayloadTooLargeError", param=side)
 
+    def check_request(self, body: Any) -> None:
+        """What vLLM checks before it reads the inputs: the request's own fields, the model."""
+        if body.cache_salt is not None and not body.cache_salt:
+            raise ApiError(400, "Parameter 'cache_salt' must be a non-empty string if provided. "
+                                "(parameter=cache_salt)", param="cache_salt")
+        if body.model is not None and body.model != self.served and body.model not in self.adapters:
+            raise ApiError(404, f"The model `{body.model}` does not exist.", type="NotFoundError")
+
+    @property
+    def adapters(self) -> dict[str, str]:
+        """The LoRA adapters served beside the base (``--lora-modules``): name → folder."""
+        listed = getattr(self.scorer._backend, "lora_adapters", None)
+        return {a.name: a.path for a in listed()} if listed is not None else {}
+
+    def adapter_of(self, body: Any) -> str | None:
+        """The adapter a request's ``model`` names (vLLM serves each under its own name)."""
+        return body.model if body.model is not None and body.model in self.adapters else None
+
     async def run(
-        self, queries: list[str], documents: list[str], body: Any
+        self, queries: Any, documents: Any, body: Any, *, sides: tuple[str, str]
     ) -> tuple[list[ScoreResult], int]:
-        """Results in pair order, and the request's prompt tokens."""
-        query_index = pair_indices(len(queries), len(documents))
-        use_activation, tpt = resolve_options(
-            body, self.scorer.max_length, getattr(self.scorer, "min_length", 1)
-        )
-        results = await self.batcher.submit(queries, documents, query_index,
-                                            use_activation=use_activation,
-                                            truncate_prompt_tokens=tpt)
+        """Results in pair order, and the request's prompt tokens (vLLM's order of checks)."""
+        params = tokenization(body, self.max_model_len)
+        floor = int(getattr(self.scorer, "min_length", 1))
+        if params.truncate is not None and params.truncate < floor:
+            # Ours: vLLM lets the tokenizer fail on it (a 500) or ignores it on short input.
+            raise ApiError(400, f"truncate_prompt_tokens={params.truncate} is below {floor}, the "
+                                "fewest tokens this model's inputs can be cut to (its special "
+                                "tokens plus one token of text).", param="truncate_prompt_tokens")
+        self.check_template_kwargs(dict(params.template_kwargs))
+        architecture = self.architecture
+        q = as_texts(queries, side=sides[0], architecture=architecture)
+        d = as_texts(documents, side=sides[1], architecture=architecture)
+        query_index = check_pairing(len(q), len(d))
+        self.check_limit(max(len(q), len(d)), sides[1])
+        results = await self.batcher.submit(q, d, query_index,
+                                            use_activation=resolve_use_activation(body),
+                                            tokenization=params, lora=self.adapter_of(body))
         tokens = usage(results, query_index)
         self.metrics.add_scored(len(results), tokens)
         return results, tokens
 
+    def check_template_kwargs(self, kwargs: dict[str, Any]) -> None:
+        """vLLM's reserved-key refusal; then ours (stricter): template variables the served
+        model's template never reads would be dropped silently, so they are refused."""
+        reserved = {"chat_template", "tools", "tokenize"} & set(kwargs)
+        if reserved:
+            raise ApiError(400, "chat_template_kwargs contains reserved keys that conflict with "
+                                f"fixed scorer arguments: {reserved}")
+        if not kwargs:
+            return
+        reads = getattr(self.scorer, "template_variables", lambda: None)()
+        unread = sorted(set(kwargs) - set(reads or ()))
+        if unread:
+            where = ("its score template does not read them" if reads is not None
+                     else "it has no score template")
+            raise ApiError(400, f"instruction/chat_template_kwargs {unread} would be ignored: "
+                                f"{where} (start the server with --chat-template). Omit them.",
+                           param="chat_template_kwargs")
+
+    @property
+    def max_model_len(self) -> int:
+        return int(getattr(self.scorer, "max_model_len", self.scorer.max_length))
+
+    @property
+    def architecture(self) -> str:
+        architectures = getattr(self.scorer, "architectures", ())
+        return architectures[0] if architectures else str(self.scorer.model)
+
     async def score(self, body: ScoreRequest, request_id: str) -> ScoreResponse:
+        self.check_request(body)
         left, right = score_sides(body)
-        queries = as_texts(getattr(body, left), side=left, model=self.served)
-        documents = as_texts(getattr(body, right), side=right, model=self.served)
-        self.check_limit(max(len(queries), len(documents)), right)
-        results, tokens = await self.run(queries, documents, body)
+        results, tokens = await self.run(getattr(body, left), getattr(body, right), body,
+                                         sides=(left, right))
         return ScoreResponse(
             id=f"score-{request_id}",
             created=int(time.time()),
-            model=self.served,
+            model=self.adapter_of(body) or self.served,
             data=[ScoreData(index=r.index, score=r.score) for r in results],
             usage=UsageInfo(prompt_tokens=tokens, total_tokens=tokens),
         )
 
     async def rerank(self, body: RerankRequest, request_id: str) -> RerankResponse:
-        (query,) = as_texts(body.query, side="query", model=self.served)
-        documents = as_texts(body.documents, side="documents", model=self.served)
-        self.check_limit(len(documents), "documents")
-        results, tokens = await self.run([query], documents, body)
-        ranked = rank(results, documents, top_n=body.top_n or None)
+        self.check_request(body)
+        results, tokens = await self.run(body.query, body.documents, body,
+                                         sides=("query", "documents"))
+        given = body.documents if isinstance(body.documents, list) else [body.documents]
+        documents = [d if isinstance(d, str) else "" for d in given]  # all text by now
+        ranked = rank(results, documents, top_n=body.top_n or None,
+                      non_finite=getattr(self.scorer, "non_finite", "error"))
         return RerankResponse(
             id=f"score-{request_id}",
-            model=self.served,
+            model=self.adapter_of(body) or self.served,
             usage=RerankUsage(prompt_tokens=tokens, total_tokens=tokens),
-            results=[RerankResult(index=r.index, document=RerankDocument(text=r.document),
+            results=[RerankResult(index=r.index, document=RerankDocument(text=str(r.document)),
                                   relevance_score=r.score) for r in ranked],
         )
 
     def models(self) -> ModelList:
+        """The base model, then each LoRA adapter with the base as its parent (vLLM's list)."""
+        cards: list[tuple[str, str, str | None]] = [(self.served, str(self.scorer.model), None)]
+        cards += [(name, path, self.served) for name, path in self.adapters.items()]
         return ModelList(data=[ModelCard(
-            id=self.served, created=self.created, root=str(self.scorer.model),
-            max_model_len=self.scorer.max_length, score_type=self.scorer.score_type.value,
-        )])
+            id=name, created=self.created, root=root, parent=parent,
+            max_model_len=self.max_model_len,
+            permission=[ModelPermission(id=f"modelperm-{uuid.uuid4().hex[:16]}",
+                                        created=self.created)],
+        ) for name, root, parent in cards])
