@@ -29,9 +29,10 @@ from .errors import (
 )
 from .fusion import blend_scores, reciprocal_rank_fusion
 from .llm import LLM, PoolingParams, ScoringOutput, ScoringRequestOutput
+from .media import MediaError, MediaNotSupportedError, ScoreContent
 from .ranking import rank
 from .scorer import DEFAULT_MODEL, Scorer, default_model_path
-from .types import CacheInfo, RerankResult, ScoreResult, ScoreType
+from .types import CacheInfo, LoraAdapterInfo, LoRARequest, RerankResult, ScoreResult, ScoreType
 
 __version__ = "0.1.0"
 
@@ -48,8 +49,12 @@ __all__ = [
     "CacheInfo",
     "DEFAULT_MODEL",
     "LLM",
+    "LoRARequest",
+    "LoraAdapterInfo",
     "InputError",
     "InputTooLongError",
+    "MediaError",
+    "MediaNotSupportedError",
     "MissingDependency",
     "ModelLoadError",
     "NonFiniteScoreError",
@@ -58,6 +63,7 @@ __all__ = [
     "RemoteScoreError",
     "RemoteScorer",
     "RerankResult",
+    "ScoreContent",
     "ScoreResult",
     "ScoreType",
     "ScoreTypeDetectionError",

@@ -9,6 +9,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from .errors import InputError
+from .media import MediaPolicy
 from .types import ScoreType
 
 __all__ = ["HF_OVERRIDE_KEYS", "ScorerConfig", "check_options"]
@@ -47,9 +48,11 @@ class ScorerConfig:
         score_type: "cross-encoder", "late-interaction", "bi-encoder", or None to detect it from
             the checkpoint's files.
         device: "auto" (cuda, then mps, then cpu) or a torch device string.
-        dtype: "auto" (exact: float32 on CPU, bfloat16/float16 on GPU), "fast" (bfloat16 where
-            the hardware runs it natively: GPUs, CPUs with AMX or AVX512-BF16), "float32",
-            "bfloat16", "float16".
+        dtype: "auto" (exact: float32 on CPU, even on AMX CPUs where bfloat16 would keep
+            rankings and run ~2x faster, so scores equal transformers'/vLLM's float32 ones to
+            1e-5 and do not depend on batch company or on the machine; bfloat16/float16 on
+            GPU), "fast" (bfloat16 where the hardware runs it natively: GPUs, CPUs with AMX or
+            AVX512-BF16; the opt-in fast mode), "float32", "bfloat16", "float16".
         max_length: cap on tokens per model input (pair prompt, or each text); None = the model's.
         batch_size: most sequences per forward pass.
         max_tokens_per_batch: most padded tokens per forward pass (bounds memory).
@@ -63,6 +66,9 @@ class ScorerConfig:
         template: LLM rerankers only; the score template, as a bundled name (see
             ``engine.templates.bundled_templates()``), a ``.jinja`` path or jinja source. None
             picks the family's template from the checkpoint's config when it is a known one.
+        auto_template: with template None, pick a known family's template (True, Scorer's
+            default) or use none at all (False: vLLM applies only a template it is given, so
+            ``engine.LLM`` and ``scorer serve`` turn this off).
         hf_overrides: vLLM's ``--hf-overrides`` for LLM rerankers: ``architectures``,
             ``classifier_from_token``, ``method`` ("from_2_way_softmax" or "no_post_processing"),
             ``is_original_qwen3_reranker``, ``use_sep_token``. Stored read-only.
@@ -75,6 +81,20 @@ class ScorerConfig:
         max_tokens_per_doc: the same for each document, so the template's suffix survives.
         non_finite: a NaN or ±inf score (NaN weights, half-precision overflow) raises
             NonFiniteScoreError ("error", the default), or is kept and ranked last ("last").
+        enable_lora: allow LoRA adapters on this model (vLLM's ``enable_lora``): register them
+            with ``lora_modules``/``lora`` or per call, and pick one per call. Implied by both.
+        lora: a PEFT adapter folder applied to every call that names no other adapter
+            (registered under its folder name).
+        lora_modules: name → PEFT adapter folder, registered at load (vLLM's ``--lora-modules
+            name=path``); calls pick one by name. Stored read-only.
+        max_lora_rank: refuse adapters of a higher rank (vLLM's ``max_lora_rank``); None = any.
+        allowed_local_media_path: multimodal models; ``file://`` image URLs are read only below
+            this directory (vLLM's ``--allowed-local-media-path``); None refuses them.
+        allow_http_media: multimodal models; fetch ``http(s)://`` image URLs (off: refused).
+        allowed_media_domains: with allow_http_media, only these host names; None = any.
+        media_fetch_timeout: seconds for one image fetch (vLLM's default, 5).
+        max_media_bytes: the largest encoded image accepted (fetched, read or base64).
+        max_image_pixels: the largest decoded image, width × height (decompression bombs).
         doc_cache_size: bi-encoder and late-interaction only; keep the encodings of up to this
             many documents in memory (least recently used dropped first), so scoring documents
             seen before skips the model. 0 (the default) turns the cache off. Each entry holds
@@ -93,6 +113,7 @@ class ScorerConfig:
     colbert_markers: bool = False
     query_length: int = 32
     template: str | None = None
+    auto_template: bool = True
     hf_overrides: Mapping[str, Any] | None = None
     instruction: str | None = None
     template_kwargs: Mapping[str, Any] | None = None
@@ -100,6 +121,16 @@ class ScorerConfig:
     max_tokens_per_doc: int | None = None
     doc_cache_size: int = 0
     non_finite: Literal["error", "last"] = "error"
+    enable_lora: bool = False
+    lora: str | None = None
+    lora_modules: Mapping[str, str] | None = None
+    max_lora_rank: int | None = None
+    allowed_local_media_path: str | None = None
+    allow_http_media: bool = False
+    allowed_media_domains: tuple[str, ...] | None = None
+    media_fetch_timeout: float = 5.0
+    max_media_bytes: int = 20 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
 
     def __post_init__(self) -> None:
         if self.score_type is not None:
@@ -147,6 +178,53 @@ class ScorerConfig:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                       or value < 1):
                 raise InputError(f"{name} must be a positive int or None, got {value!r}.")
+        _check_lora_and_media(self)
+
+    def media_policy(self) -> MediaPolicy:
+        """Where this model may read images from (multimodal models; see engine.media)."""
+        return MediaPolicy(
+            allowed_local_media_path=self.allowed_local_media_path,
+            allow_http=self.allow_http_media,
+            allowed_media_domains=tuple(self.allowed_media_domains or ()),
+            fetch_timeout=self.media_fetch_timeout,
+            max_bytes=self.max_media_bytes,
+            max_pixels=self.max_image_pixels,
+        )
+
+
+def _check_lora_and_media(config: ScorerConfig) -> None:
+    """The LoRA and media fields (frozen, so normalised values are set with object.__setattr__)."""
+    if isinstance(config.lora, os.PathLike):
+        object.__setattr__(config, "lora", os.fspath(config.lora))
+    if config.lora is not None and (not isinstance(config.lora, str) or not config.lora):
+        raise InputError(f"lora must be a PEFT adapter folder or None, got {config.lora!r:.80}.")
+    modules = _check_mapping("lora_modules", config.lora_modules)
+    for name, path in (modules or {}).items():
+        if not name or not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+            raise InputError(
+                f"lora_modules maps adapter names to PEFT folders (name=path); got "
+                f"{name!r}: {path!r:.80}."
+            )
+    if modules is not None:
+        modules = MappingProxyType({k: os.fspath(v) for k, v in modules.items()})
+    object.__setattr__(config, "lora_modules", modules)
+    if config.lora is not None or modules:
+        object.__setattr__(config, "enable_lora", True)
+    rank = config.max_lora_rank
+    if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
+        raise InputError(f"max_lora_rank must be a positive int or None, got {rank!r}.")
+    if isinstance(config.allowed_local_media_path, os.PathLike):
+        object.__setattr__(
+            config, "allowed_local_media_path", os.fspath(config.allowed_local_media_path)
+        )
+    domains = config.allowed_media_domains
+    if domains is not None:
+        if isinstance(domains, str) or not all(isinstance(d, str) and d for d in domains):
+            raise InputError(
+                f"allowed_media_domains must be a list of host names, got {domains!r:.80}."
+            )
+        object.__setattr__(config, "allowed_media_domains", tuple(domains))
+    config.media_policy()  # validates the directory, the caps and the timeout
 
 
 def check_options(options: Mapping[str, Any], *, what: str = "option") -> None:

@@ -64,6 +64,11 @@ def as_text_list(value: Any, *, side: str) -> list[str]:
         )
     items = list(value)
     for i, item in enumerate(items):
+        if isinstance(item, Mapping) and "content" in item:
+            raise InputError(
+                f"{side}[{i}] is a multimodal input ({{'content': [...]}}), which this "
+                "text-only model can't score; pass text, or load a multimodal reranker."
+            )
         if not isinstance(item, str):
             raise InputError(
                 f"{side}[{i}] is {type(item).__name__} ({item!r:.60}), not str. "

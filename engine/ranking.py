@@ -7,7 +7,10 @@ from collections.abc import Sequence
 from typing import Literal
 
 from .errors import InputError, NonFiniteScoreError
+from .media import ScoreContent
 from .types import RerankResult, ScoreResult
+
+Document = str | ScoreContent
 
 __all__ = ["NON_FINITE_POLICIES", "NonFinite", "check_finite", "rank"]
 
@@ -40,7 +43,7 @@ def check_finite(
 
 
 def rank(
-    results: Sequence[ScoreResult], documents: Sequence[str], *, top_n: int | None = None,
+    results: Sequence[ScoreResult], documents: Sequence[Document], *, top_n: int | None = None,
     non_finite: NonFinite = "error",
 ) -> list[RerankResult]:
     """Sort by score, highest first; ties keep input order; cut to ``top_n``.

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from .backend import Backend, EmbeddingBackend
-from .calls import ScoreCall, ScorerBase, check_call
+from .calls import ScoreCall, ScorerBase, VllmTokenization, check_call
 from .config import ScorerConfig, check_options
 from .errors import InputError, UnsupportedScoreType
-from .pairing import as_text_list
+from .pairing import as_text_list, pair_indices
 from .ranking import check_finite
-from .types import CacheInfo, ScoreResult, ScoreType
+from .types import CacheInfo, LoRARequest, RerankResult, ScoreResult, ScoreType
 
 __all__ = ["DEFAULT_MODEL", "Scorer", "default_model_path"]
 
@@ -119,6 +121,27 @@ class Scorer(ScorerBase):
         return self._backend.max_length
 
     @property
+    def max_model_len(self) -> int:
+        """vLLM's max_model_len for this model: what ``engine.LLM`` and ``scorer serve`` refuse
+        input beyond (``max_length`` when given, else the position table's size)."""
+        return self._backend.max_model_len
+
+    @property
+    def num_labels(self) -> int | None:
+        """A cross-encoder's label count (1 or 2); None for embedding score types."""
+        return self._backend.num_labels
+
+    @property
+    def architectures(self) -> tuple[str, ...]:
+        """The checkpoint's architectures, hf_overrides applied (vLLM's names for the model)."""
+        return self._backend.architectures
+
+    def template_variables(self) -> frozenset[str] | None:
+        """The variables this LLM reranker's score template reads; None without a template."""
+        template = getattr(self._backend, "template", None)
+        return None if template is None else frozenset(template.variables)
+
+    @property
     def min_length(self) -> int:
         """The fewest tokens an input can be cut to (``truncate_prompt_tokens``' floor)."""
         return self._backend.min_length
@@ -159,27 +182,33 @@ class Scorer(ScorerBase):
         use_activation: bool | None = None,
         truncate_prompt_tokens: int | None = None,
         progress: Any = None,
+        lora_request: LoRARequest | str | None = None,
     ) -> list[ScoreResult]:
         """Score pairs by vLLM's rule: str/str 1:1, str/list 1:N, list/list N:N (zip).
 
         Args:
-            queries: one query, or a list (one per document for N:N).
-            documents: one document or a list.
+            queries: one query, or a list (one per document for N:N). A model that reads
+                images (``accepts_media``) also takes ``{"content": [...]}`` items.
+            documents: one document or a list, likewise.
             use_activation: None/True applies the model's activation (cross-encoder sigmoid,
                 per-token normalisation); False returns raw logits / unnormalised MaxSim.
             truncate_prompt_tokens: as vLLM: cut each model input to N tokens (-1: model max).
             progress: optional callable receiving the number of pairs done after each batch.
+            lora_request: a LoRA adapter for this call (a scorer loaded with LoRA enabled): a
+                name given in ``lora_modules=``, or a ``LoRARequest`` (loaded on first use).
 
         Returns:
             One ScoreResult per document, in input order.
 
         Raises:
-            InputError: non-string items, empty lists; PairingError for N:M.
+            InputError: non-string items, empty lists, an unknown adapter or LoRA not enabled;
+                PairingError for N:M.
         """
         call = check_call(queries, documents, use_activation=use_activation,
                           truncate_prompt_tokens=truncate_prompt_tokens,
-                          max_length=self.max_length, min_length=self.min_length)
-        with self._lock:
+                          max_length=self.max_length, min_length=self.min_length,
+                          accepts_media=self.accepts_media)
+        with self._lock, self._adapter(lora_request):
             results = self._backend.score_pairs(call, progress=progress)
         check_finite(results, policy=self.non_finite, model=repr(self.model))
         n_cut = sum(r.truncated for r in results)
@@ -197,19 +226,44 @@ class Scorer(ScorerBase):
         documents: list[str],
         query_index: list[int],
         *,
-        use_activation: bool,
-        truncate_prompt_tokens: int | None,
+        use_activation: bool | None,
+        truncate_prompt_tokens: int | None = None,
+        tokenization: VllmTokenization | None = None,
+        lora_request: LoRARequest | str | None = None,
     ) -> list[ScoreResult]:
         """Score already-paired, already-validated input (pair k = queries[query_index[k]]).
 
         For engine.server's micro-batcher, which merges many requests into one model call and
-        shares each distinct query between them; ``truncate_prompt_tokens`` is already resolved.
+        shares each distinct query between them; ``truncate_prompt_tokens`` is already
+        resolved, and ``tokenization`` (vLLM's rules, the server's) replaces it where given.
         """
+        if tokenization is not None:
+            return self._score_vllm(queries, documents, use_activation=use_activation,
+                                    tokenization=tokenization, query_index=query_index,
+                                    lora_request=lora_request)
         call = ScoreCall(queries=queries, documents=documents, query_index=query_index,
                          use_activation=use_activation,
                          truncate_prompt_tokens=truncate_prompt_tokens)
-        with self._lock:
+        with self._lock, self._adapter(lora_request):
             results = self._backend.score_pairs(call)
+        check_finite(results, policy=self.non_finite, model=repr(self.model))
+        return results
+
+    def _score_vllm(
+        self, queries: list[str], documents: list[str], *, use_activation: bool | None,
+        tokenization: VllmTokenization, query_index: list[int] | None = None,
+        progress: Any = None, lora_request: LoRARequest | str | None = None,
+    ) -> list[ScoreResult]:
+        """Score by vLLM's rules, for its surfaces (engine.LLM, scorer serve): inputs already
+        checked as vLLM checks them, tokenized as vLLM does (``tokenization``)."""
+        call = ScoreCall(
+            queries=queries, documents=documents,
+            query_index=query_index if query_index is not None else pair_indices(
+                len(queries), len(documents)),
+            use_activation=use_activation, truncate_prompt_tokens=None, vllm=tokenization,
+        )
+        with self._lock, self._adapter(lora_request):
+            results = self._backend.score_pairs(call, progress=progress)
         check_finite(results, policy=self.non_finite, model=repr(self.model))
         return results
 
@@ -220,12 +274,62 @@ class Scorer(ScorerBase):
         *,
         use_activation: bool | None = None,
         truncate_prompt_tokens: int | None = None,
+        lora_request: LoRARequest | str | None = None,
     ) -> list[ScoreResult]:
         """:meth:`score` on a worker thread, so the event loop keeps running."""
         return await asyncio.to_thread(
             self.score, queries, documents, use_activation=use_activation,
-            truncate_prompt_tokens=truncate_prompt_tokens,
+            truncate_prompt_tokens=truncate_prompt_tokens, lora_request=lora_request,
         )
+
+    def rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        top_n: int | None = None,
+        use_activation: bool | None = None,
+        truncate_prompt_tokens: int | None = None,
+        lora_request: LoRARequest | str | None = None,
+    ) -> list[RerankResult]:
+        """As :meth:`ScorerBase.rerank`, with ``lora_request`` as in :meth:`score`."""
+        with self._lock, self._adapter(lora_request):
+            return super().rerank(query, documents, top_n=top_n, use_activation=use_activation,
+                                  truncate_prompt_tokens=truncate_prompt_tokens)
+
+    async def arerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        top_n: int | None = None,
+        use_activation: bool | None = None,
+        truncate_prompt_tokens: int | None = None,
+        lora_request: LoRARequest | str | None = None,
+    ) -> list[RerankResult]:
+        """:meth:`rerank` on a worker thread, so the event loop keeps running."""
+        return await asyncio.to_thread(
+            self.rerank, query, documents, top_n=top_n, use_activation=use_activation,
+            truncate_prompt_tokens=truncate_prompt_tokens, lora_request=lora_request,
+        )
+
+    @property
+    def accepts_media(self) -> bool:  # type: ignore[override]
+        """True for a model that reads images (queries/documents may be content items)."""
+        return bool(getattr(self._backend, "accepts_media", False))
+
+    def _adapter(self, lora_request: LoRARequest | str | None) -> AbstractContextManager[Any]:
+        """The block's LoRA adapter (none: the scorer's default), vLLM's error without LoRA."""
+        if lora_request is None:
+            return contextlib.nullcontext()
+        using = getattr(self._backend, "using_lora", None)
+        if using is None:
+            raise InputError(
+                f"Got lora_request {lora_request} but LoRA is not enabled! Load the scorer with "
+                "enable_lora=True, lora=PATH or lora_modules={NAME: PATH}."
+            )
+        context: AbstractContextManager[Any] = using(lora_request)
+        return context
 
     # -- embeddings (bi-encoder only) ------------------------------------------------------------
     def embed(self, texts: str | Sequence[str]) -> list[list[float]]:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from .errors import UnsupportedScoreType
+from .errors import InputError, UnsupportedScoreType
+from .media import ScoreContent
 
-__all__ = ["CacheInfo", "RerankResult", "ScoreResult", "ScoreType"]
+__all__ = [
+    "CacheInfo", "LoRARequest", "LoraAdapterInfo", "RerankResult", "ScoreResult", "ScoreType",
+]
 
 
 class ScoreType(str, enum.Enum):
@@ -45,6 +48,8 @@ class ScoreResult:
             bi-encoder and late-interaction: query tokens + document tokens).
         query_tokens: bi-encoder and late-interaction: the query's share of ``num_tokens`` (the
             query is encoded once per call, not once per pair); None for a cross-encoder.
+        prompt_token_ids: the token ids the pair was scored from, where asked for (vLLM's
+            ``prompt_token_ids``; for two encodings, query ids + [pad] + document ids).
     """
 
     index: int
@@ -52,6 +57,7 @@ class ScoreResult:
     truncated: bool = False
     num_tokens: int = 0
     query_tokens: int | None = None
+    prompt_token_ids: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -61,14 +67,15 @@ class RerankResult:
     Attributes:
         index: position of the document in the caller's ``documents``.
         score: relevance score as a Python float (``relevance_score`` on the wire).
-        document: the document text as given.
+        document: the document as given: its text, or for a model that reads images the
+            parsed ``{"content": [...]}`` item (an engine.media.ScoreContent).
         truncated: True if the document (or the pair) was cut to fit.
         num_tokens: as in ScoreResult.
     """
 
     index: int
     score: float
-    document: str
+    document: str | ScoreContent
     truncated: bool = False
     num_tokens: int = 0
 
@@ -93,3 +100,76 @@ class CacheInfo:
     misses: int
     entries: int
     max_entries: int
+
+
+@dataclass(frozen=True, eq=False)
+class LoRARequest:
+    """vLLM's ``LoRARequest(lora_name, lora_int_id, lora_path)``: score a call with an adapter.
+
+    Positional order and field names are vLLM's, so ``LoRARequest("a", 1, "/path")`` ports
+    unchanged. As in vLLM, two requests are equal when their names are (``__eq__``/``__hash__``).
+
+    Attributes:
+        lora_name: the adapter's name (what a server request's ``model`` names).
+        lora_int_id: a positive id, unique per adapter.
+        lora_path: the PEFT folder (adapter_config.json + adapter_model.safetensors).
+        base_model_name: optional; vLLM's field, not checked.
+    """
+
+    lora_name: str
+    lora_int_id: int
+    lora_path: str = ""
+    base_model_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.lora_name, str) or not self.lora_name:
+            raise InputError(f"lora_name must be a non-empty string, got {self.lora_name!r}.")
+        if isinstance(self.lora_int_id, bool) or not isinstance(self.lora_int_id, int) or (
+            self.lora_int_id < 1
+        ):
+            raise InputError(f"id must be > 0, got {self.lora_int_id!r}")  # vLLM's text
+        if not isinstance(self.lora_path, str) or not self.lora_path:
+            raise InputError(
+                f"lora_path of adapter {self.lora_name!r} is empty; give the PEFT adapter folder."
+            )
+
+    @property
+    def name(self) -> str:
+        return self.lora_name
+
+    @property
+    def path(self) -> str:
+        return self.lora_path
+
+    @property
+    def adapter_id(self) -> int:
+        return self.lora_int_id
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LoRARequest) and other.lora_name == self.lora_name
+
+    def __hash__(self) -> int:
+        return hash(self.lora_name)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LoraAdapterInfo:
+    """A LoRA adapter registered on a loaded model (what ``/v1/models`` lists).
+
+    Attributes:
+        name: the adapter's name.
+        lora_int_id: its id (given, or the next free one).
+        path: the adapter folder, resolved.
+        rank: the LoRA rank ``r`` (the largest, with a rank_pattern).
+        lora_alpha: the scaling numerator.
+        base_model_name_or_path: what adapter_config.json says it was trained on.
+        modules: how many modules it changes (LoRA updates plus replaced heads).
+    """
+
+    name: str
+    lora_int_id: int
+    path: str
+    rank: int
+    lora_alpha: float
+    base_model_name_or_path: str | None
+    modules: int

@@ -11,6 +11,8 @@ URL); the test swaps it for a tiny offline fixture, by this table and nothing el
 |                                 | (``tests.llm_models.build_causal_lm``); context raised to 1024 |
 |                                 | tokens (rotary: no weight changes) so the block's              |
 |                                 | ``max_tokens_per_doc=512`` fits, as in the real 32k-token one  |
+| "path/to/lora-adapter"          | a tiny PEFT LoRA adapter of that cross-encoder                 |
+|                                 | (``tests.lora_models.write_adapter``)                          |
 | "http://localhost:8000"         | ``scorer serve``'s app over the tiny cross-encoder, in-process |
 |                                 | on a free loopback port (``tests.test_server.ServerThread``)   |
 
@@ -65,8 +67,17 @@ def server_url(bert_ce: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def substitutions(bert_ce: Path, qwen3_causal_lm: Path, server_url: str) -> dict[str, str]:
+def lora_adapter(bert_ce: Path, model_dir: Path) -> Path:
+    from tests.lora_models import write_adapter
+
+    return write_adapter(model_dir / "readme_lora", bert_ce, targets=["query", "value"], seed=2)
+
+
+@pytest.fixture(scope="module")
+def substitutions(bert_ce: Path, qwen3_causal_lm: Path, server_url: str,
+                  lora_adapter: Path) -> dict[str, str]:
     return {
+        '"path/to/lora-adapter"': repr(str(lora_adapter)),
         '"path/to/model"': repr(str(bert_ce)),
         '"path/to/reranker"': repr(str(bert_ce)),
         '"path/to/Qwen3-Reranker-0.6B"': repr(str(qwen3_causal_lm)),

@@ -24,10 +24,13 @@ __all__ = [
 ]
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")
+# Published rerankers whose architecture name doesn't end in ForSequenceClassification
+# (jina-reranker-m0; vLLM registers it as a sequence-classification model).
+RANKING_ARCHITECTURES = frozenset({"JinaVLForRanking"})
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 # Position-embedding tables of these families start after the padding index, so
 # max_position_embeddings overstates the usable length (514 → 512 for RoBERTa/XLM-R).
-_PADDING_OFFSET_FAMILIES = {"roberta", "xlm-roberta", "camembert", "bart", "longformer"}
+PADDING_OFFSET_FAMILIES = {"roberta", "xlm-roberta", "camembert", "bart", "longformer"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,7 +66,10 @@ class CheckpointInfo:
 
     @property
     def has_classification_head(self) -> bool:
-        return any(a.endswith("ForSequenceClassification") for a in self.architectures)
+        return any(
+            a.endswith("ForSequenceClassification") or a in RANKING_ARCHITECTURES
+            for a in self.architectures
+        )
 
     @property
     def is_st_cross_encoder(self) -> bool:
@@ -204,7 +210,10 @@ def detect_score_type(info: CheckpointInfo) -> ScoreType:
     """Decide the score type from the checkpoint's files, or explain why it can't."""
     found: dict[ScoreType, str] = {}
     if info.has_classification_head:
-        arch = next(a for a in info.architectures if a.endswith("ForSequenceClassification"))
+        arch = next(
+            a for a in info.architectures
+            if a.endswith("ForSequenceClassification") or a in RANKING_ARCHITECTURES
+        )
         found[ScoreType.CROSS_ENCODER] = f"config.json architectures has {arch}"
     elif info.is_st_cross_encoder:
         found[ScoreType.CROSS_ENCODER] = "config_sentence_transformers.json says CrossEncoder"
@@ -258,7 +267,7 @@ def model_max_length(info: CheckpointInfo, tokenizer: Any) -> tuple[int, int]:
     hard: int | None = None
     mpe = info.config.get("max_position_embeddings")
     if isinstance(mpe, int) and mpe > 0:
-        if info.model_type in _PADDING_OFFSET_FAMILIES:
+        if info.model_type in PADDING_OFFSET_FAMILIES:
             pad = info.config.get("pad_token_id", 1)
             mpe -= int(pad if isinstance(pad, int) else 1) + 1
         hard = mpe
@@ -271,6 +280,18 @@ def model_max_length(info: CheckpointInfo, tokenizer: Any) -> tuple[int, int]:
         limits.append(st_max)
     default = min(limits) if limits else 512
     return default, hard or max(default, 512)
+
+def position_limit(info: CheckpointInfo) -> int | None:
+    """How many tokens the position table holds (vLLM's max_model_len, less the padding offset
+    of the RoBERTa family, whose table starts after the padding index); None if unsaid."""
+    mpe = info.config.get("max_position_embeddings")
+    if not isinstance(mpe, int) or mpe <= 0:
+        return None
+    if info.model_type in PADDING_OFFSET_FAMILIES:
+        pad = info.config.get("pad_token_id", 1)
+        mpe -= int(pad if isinstance(pad, int) else 1) + 1
+    return mpe
+
 
 def cap_max_length(limits: tuple[int, int], user_limit: int | None) -> int:
     """The model's default limit, or the user's max_length if it fits the position table."""

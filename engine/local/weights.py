@@ -17,7 +17,7 @@ from .checkpoint import read_json
 
 __all__ = [
     "cached", "check_loading_info", "load_pretrained", "load_st_dense", "load_state_dict",
-    "load_tokenizer",
+    "load_tokenizer", "read_weights",
 ]
 
 logger = logging.getLogger("engine")
@@ -51,7 +51,9 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def load_tokenizer(path: Path, *, trust_remote_code: bool) -> Any:
+def load_tokenizer(path: Path, *, trust_remote_code: bool, **kwargs: Any) -> Any:
+    """AutoTokenizer with clear errors; ``kwargs`` go to ``from_pretrained`` (e.g. ``config=``
+    for a checkpoint whose config.json only remote code can parse)."""
     from transformers import AutoTokenizer
 
     if not any((path / name).is_file() for name in TOKENIZER_FILES):
@@ -63,7 +65,7 @@ def load_tokenizer(path: Path, *, trust_remote_code: bool) -> Any:
     try:
         with quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(
-                str(path), trust_remote_code=trust_remote_code
+                str(path), trust_remote_code=trust_remote_code, **kwargs
             )
     except Exception as exc:
         raise ModelLoadError(
@@ -209,3 +211,33 @@ def load_st_dense(folder: Path) -> torch.nn.Sequential:
             f"supported: {sorted(_ST_ACTIVATIONS)}."
         )
     return torch.nn.Sequential(linear, act())
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a checkpoint folder: model.safetensors, its shards (via the index
+    file), or pytorch_model.bin (weights_only). For architectures loaded without transformers.
+    """
+    from safetensors.torch import load_file
+
+    index = read_json(path / "model.safetensors.index.json")
+    try:
+        if isinstance(index, dict) and isinstance(index.get("weight_map"), dict):
+            state: dict[str, torch.Tensor] = {}
+            for shard in sorted(set(index["weight_map"].values())):
+                state.update(load_file(str(path / shard)))
+            return state
+        if (path / "model.safetensors").is_file():
+            return load_file(str(path / "model.safetensors"))
+        if (path / "pytorch_model.bin").is_file():
+            return torch.load(  # type: ignore[no-any-return]
+                str(path / "pytorch_model.bin"), map_location="cpu", weights_only=True
+            )
+    except Exception as exc:
+        raise ModelLoadError(
+            f"Could not read the weights in {path}: {exc}. The files are corrupt or truncated; "
+            "re-download or re-save the checkpoint."
+        ) from exc
+    raise ModelLoadError(
+        f"{path} has no model.safetensors, shard index or pytorch_model.bin; the checkpoint is "
+        "incomplete."
+    )
