@@ -61,8 +61,11 @@ def _check_llamaindex(out: str) -> None:
 def _check_remote(out: str) -> None:
     for label in ("engine.Scorer vs RemoteScorer: max |diff|",
                   "LangChain local vs remote: max |diff|",
-                  "LlamaIndex local vs remote: max |diff|"):
+                  "LlamaIndex local vs remote: max |diff|",
+                  "server with truncate_prompt_tokens=-1 vs local: max |diff|"):
         assert _number(out, label) < 1e-5, label
+    assert "refused: This model's maximum context length is 256 tokens" in out
+    assert "truncated locally: [True, True, True]" in out
     assert "server stopped" in out
 
 

@@ -72,7 +72,13 @@ class LocalBackend(ABC):
         """vLLM's max_model_len: the user's max_length, else what the position table holds."""
         if self.config.max_length is not None:
             return self.config.max_length
-        return position_limit(self.info) or self.max_length
+        table = position_limit(self.info) or self.max_length
+        st_max = self.info.sentence_bert_config.get("max_seq_length")
+        if isinstance(st_max, int) and not isinstance(st_max, bool) and st_max > 0:
+            # vLLM: sentence-transformers' max_seq_length replaces the position table's length
+            # (all-MiniLM-L6-v2: 256, not 512); capped by the table, which vLLM doesn't check.
+            return min(st_max, table)
+        return table
 
     @property
     def architectures(self) -> tuple[str, ...]:
