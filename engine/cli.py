@@ -13,24 +13,43 @@ from .errors import ScorerError
 
 __all__ = ["main"]
 
-# Extra subcommands (e.g. ``serve``) add themselves here: name → (add_arguments, run).
-SUBCOMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[Any], int]]] = {}
+# Extra subcommands (e.g. ``serve``) add themselves here: name → (add_arguments, run, help).
+SUBCOMMANDS: dict[
+    str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[Any], int], str]
+] = {}
 
 # `serve` needs the server extra only when it runs (engine.server.cli imports no FastAPI).
 from .server.cli import add_arguments as _serve_arguments  # noqa: E402
 from .server.cli import run as _serve_run  # noqa: E402
 
-SUBCOMMANDS["serve"] = (_serve_arguments, _serve_run)
+SUBCOMMANDS["serve"] = (
+    _serve_arguments, _serve_run,
+    "serve a model over HTTP with vLLM's API (/score, /rerank, /v1/models; Cohere/Jina routes)",
+)
 
 _PROGRESS_MIN = 64  # below this many documents a progress bar is noise
 
 
 def _add_output_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no warnings on stderr")
 
 
 def _open(path: str) -> TextIO:
-    return sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
+    if path == "-":
+        if sys.stdin.isatty():
+            # Otherwise the command would sit on an empty terminal with no word of why.
+            print("scorer: reading from the terminal (no FILE given): type one item per line, "
+                  "then Ctrl-D; or pass a FILE / pipe one in.", file=sys.stderr)
+        return sys.stdin
+    try:
+        return open(path, encoding="utf-8")  # noqa: SIM115
+    except FileNotFoundError:
+        raise SystemExit(f"scorer: error: no such file: {path}") from None
+    except IsADirectoryError:
+        raise SystemExit(f"scorer: error: {path} is a directory, not a file.") from None
+    except PermissionError:
+        raise SystemExit(f"scorer: error: can't read {path} (permission denied).") from None
 
 
 def _read_documents(path: str) -> tuple[list[str], list[dict[str, Any]]]:
@@ -74,7 +93,13 @@ def _read_pairs(path: str) -> tuple[list[str], list[str]]:
             if not line.strip():
                 continue
             if line.lstrip().startswith("{"):
-                obj = json.loads(line)
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise SystemExit(
+                        f"scorer: line {number} of {path} is not valid JSON: {exc}") from None
+                if not isinstance(obj, dict):
+                    raise SystemExit(f"scorer: line {number} of {path} is not a JSON object.")
                 q, d = obj.get("query", obj.get("text_1")), obj.get("document", obj.get("text_2"))
             else:
                 q, _, d = line.partition("\t")
@@ -91,8 +116,8 @@ def _read_pairs(path: str) -> tuple[list[str], list[str]]:
     return queries, documents
 
 
-def _progress(total: int) -> Any:
-    if total < _PROGRESS_MIN or not sys.stderr.isatty():
+def _progress(total: int, quiet: bool = False) -> Any:
+    if quiet or total < _PROGRESS_MIN or not sys.stderr.isatty():
         return None, None
     from tqdm import tqdm  # type: ignore[import-untyped]
 
@@ -108,7 +133,7 @@ def _snippet(text: str, width: int = 70) -> str:
 def _cmd_rerank(args: argparse.Namespace) -> int:
     texts, meta = _read_documents(args.file)
     scorer = load_from_args(args)
-    bar, update = _progress(len(texts))
+    bar, update = _progress(len(texts), args.quiet)
     try:
         results = scorer.score(args.query, texts, progress=update)
     finally:
@@ -137,7 +162,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     else:
         queries, documents = _read_pairs(args.file)
     scorer = load_from_args(args)
-    bar, update = _progress(len(documents))
+    bar, update = _progress(len(documents), args.quiet)
     try:
         results = scorer.score(queries, documents, progress=update)
     finally:
@@ -148,10 +173,18 @@ def _cmd_score(args: argparse.Namespace) -> int:
             print(json.dumps({"index": r.index, "score": r.score, "truncated": r.truncated,
                               "num_tokens": r.num_tokens}))
         return 0
-    print(f"{'index':>5}  {'score':>10}  document")
+    if isinstance(queries, str):
+        print(f"{'index':>5}  {'score':>10}  document")
+        for r in results:
+            flag = " [truncated]" if r.truncated else ""
+            print(f"{r.index:>5}  {r.score:>10.6f}  {_snippet(documents[r.index])}{flag}")
+        return 0
+    # Pairs: each row shows its own query too, or rows of one query would look alike.
+    print(f"{'index':>5}  {'score':>10}  {'query':<30}  document")
     for r in results:
         flag = " [truncated]" if r.truncated else ""
-        print(f"{r.index:>5}  {r.score:>10.6f}  {_snippet(documents[r.index])}{flag}")
+        print(f"{r.index:>5}  {r.score:>10.6f}  {_snippet(queries[r.index], 30):<30}  "
+              f"{_snippet(documents[r.index], 50)}{flag}")
     return 0
 
 
@@ -194,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="scorer", description="Score and rerank text with a local model (vLLM's scoring)."
     )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"scorer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     rr = sub.add_parser("rerank", help="rank documents against one query, best first")
     rr.add_argument("--query", "-q", required=True)
@@ -207,12 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--query", "-q", default=None,
                     help="score every document against this query (1:N); without it FILE holds "
                     "pairs as query<TAB>document or JSONL with query/document")
-    sc.add_argument("file", nargs="?", default="-")
+    sc.add_argument("file", nargs="?", default="-",
+                    help="with --query: documents, one per line or JSONL with 'text'; without: "
+                    "pairs as query<TAB>document or JSONL with query/document ('-' = stdin)")
     add_model_options(sc)
     _add_output_args(sc)
     sc.set_defaults(run=_cmd_score)
-    for name, (add_arguments, run) in SUBCOMMANDS.items():
-        p = sub.add_parser(name)
+    for name, (add_arguments, run, help_line) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_line, description=help_line)
         add_arguments(p)
         p.set_defaults(run=run)
     return parser
@@ -224,6 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.WARNING, format="scorer: %(message)s")
     args = build_parser().parse_args(argv)
+    if getattr(args, "quiet", False):
+        logging.getLogger("engine").setLevel(logging.ERROR)
     try:
         return int(args.run(args))
     except ScorerError as exc:

@@ -213,10 +213,14 @@ class Scorer(ScorerBase):
         check_finite(results, policy=self.non_finite, model=repr(self.model))
         n_cut = sum(r.truncated for r in results)
         if n_cut and call.truncate_prompt_tokens is None:
+            caps = [f"{name}={value}" for name, value in (
+                ("max_tokens_per_query", self.config.max_tokens_per_query),
+                ("max_tokens_per_doc", self.config.max_tokens_per_doc)) if value is not None]
+            limit = " or ".join([*caps, f"the model's {self.max_length} tokens"])
             logger.warning(
-                "%d of %d pairs were truncated to fit %d tokens (see ScoreResult.truncated); "
+                "%d of %d pairs were truncated to fit %s (see ScoreResult.truncated); "
                 "pass overflow='error' to Scorer.load to refuse over-long input instead.",
-                n_cut, len(results), self.max_length,
+                n_cut, len(results), limit,
             )
         return results
 

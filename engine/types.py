@@ -59,6 +59,13 @@ class ScoreResult:
     query_tokens: int | None = None
     prompt_token_ids: tuple[int, ...] | None = None
 
+    def __repr__(self) -> str:
+        # Short: a list of results prints one line each, not thousands of token ids.
+        ids = self.prompt_token_ids
+        shown = "" if ids is None else f", prompt_token_ids=<{len(ids)} ids>"
+        return (f"ScoreResult(index={self.index}, score={self.score:.6g}, "
+                f"truncated={self.truncated}, num_tokens={self.num_tokens}{shown})")
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RerankResult:
@@ -78,6 +85,16 @@ class RerankResult:
     document: str | ScoreContent
     truncated: bool = False
     num_tokens: int = 0
+
+    def __repr__(self) -> str:
+        # The document as a 60-character snippet: reprs of whole abstracts bury the scores.
+        if isinstance(self.document, str):
+            flat = " ".join(self.document.split())
+            doc = repr(flat if len(flat) <= 60 else flat[:59] + "…")
+        else:
+            doc = f"<content: {len(self.document.parts)} parts>"
+        return (f"RerankResult(index={self.index}, score={self.score:.6g}, document={doc}, "
+                f"truncated={self.truncated})")
 
     @property
     def relevance_score(self) -> float:

@@ -484,13 +484,18 @@ def test_truncate_prompt_tokens_cuts_the_rendered_prompt(
     assert_close([r.score for r in results], raw)
 
 
-def test_max_tokens_per_doc_cuts_the_text_and_keeps_the_suffix(causal_lms: dict[str, Path]) -> None:
+def test_max_tokens_per_doc_cuts_the_text_and_keeps_the_suffix(
+    causal_lms: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
     cap = 4
     scorer = _load_conversion("qwen3-original", causal_lms, max_tokens_per_doc=cap)
     backend = scorer._backend
     tok = backend.tokenizer
     suffix = tok(QWEN3_SUFFIX, add_special_tokens=False)["input_ids"]
-    results = scorer.score(QUERY, DOCS, use_activation=False)
+    with caplog.at_level("WARNING", logger="engine"):
+        results = scorer.score(QUERY, DOCS, use_activation=False)
+    # The warning names the cap that did the cutting, not only the model's context.
+    assert f"truncated to fit max_tokens_per_doc={cap} or the model's" in caplog.text
     prep = backend.prepare([QUERY], DOCS, [0] * len(DOCS), None)
     cut_docs = []
     for i, doc in enumerate(DOCS):

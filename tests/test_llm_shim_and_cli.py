@@ -117,3 +117,97 @@ def test_console_script_uses_bundled_model_by_default() -> None:
     assert out.returncode == 0, out.stderr
     first = json.loads(out.stdout.splitlines()[0])
     assert first["text"] == "a cat is sitting on the mat"
+
+
+def test_sentence_transformers_max_seq_length_is_max_model_len() -> None:
+    """vLLM takes sentence_bert_config.json's max_seq_length over the position table: 256 for
+    the bundled all-MiniLM-L6-v2 (512 positions), so a 257-token text is refused on its
+    surfaces, and truncate_prompt_tokens=-1 cuts where Scorer cuts."""
+    from engine import default_model_path
+
+    llm = LLM(default_model_path())
+    assert llm.scorer.max_model_len == 256 == llm.scorer.max_length
+    long = "scurvy " * 300
+    with pytest.raises(InputTooLongError, match="maximum context length is 256 tokens"):
+        llm.score("q", long, use_tqdm=False)
+    cut = llm.score("q", long, use_tqdm=False,
+                    tokenization_kwargs={"truncate_prompt_tokens": -1})[0].outputs.score
+    assert abs(cut - Scorer.load().score("q", long)[0].score) <= 1e-6
+
+
+# -- first impressions of the CLI (issue 15) -------------------------------------------------------
+def test_cli_version_and_help_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    import engine
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"scorer {engine.__version__}"
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    top = capsys.readouterr().out
+    assert "serve a model over HTTP with vLLM's API" in top
+    with pytest.raises(SystemExit):
+        main(["score", "--help"])
+    assert "pairs as query<TAB>document" in " ".join(capsys.readouterr().out.split())
+
+
+def test_cli_score_pairs_table_shows_both_columns(
+    bert_ce: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("what is bm25?\ta ranking function\ncapital of france?\tparis\n")
+    assert main(["score", "-m", str(bert_ce), "--quiet", str(pairs)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["index", "score", "query", "document"]
+    assert "what is bm25?" in lines[1] and "a ranking function" in lines[1]
+    assert "capital of france?" in lines[2] and "paris" in lines[2]
+
+
+@pytest.mark.parametrize("content", [None, "{not json\n", "[1, 2]\n"])
+def test_cli_bad_input_files_end_in_one_clean_line(
+    bert_ce: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None
+) -> None:
+    path = tmp_path / "in.jsonl"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(SystemExit) as done:
+        main(["score", "-m", str(bert_ce), str(path)])
+    message = str(done.value.code)
+    assert message.startswith("scorer: ") and "Traceback" not in message
+    assert ("no such file" in message) if content is None else (f"line 1 of {path}" in message)
+
+
+def test_cli_reading_a_terminal_says_so(bert_ce: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stdin", Terminal("paris\nberlin\n"))
+    assert main(["rerank", "-q", "capital of france", "-m", str(bert_ce)]) == 0
+    captured = capsys.readouterr()
+    assert "reading from the terminal" in captured.err and "Ctrl-D" in captured.err
+    assert "paris" in captured.out
+
+
+def test_a_causal_lm_without_hf_overrides_hears_of_them(tmp_path: Path) -> None:
+    from engine import ScorerError
+    from tests.llm_models import build_causal_lm
+
+    folder = build_causal_lm(tmp_path / "qwen3", "qwen3", seed=1, tie=True)
+    with pytest.raises(ScorerError) as raised:
+        Scorer.load(folder)
+    message = str(raised.value)
+    assert "hf_overrides" in message and "classifier_from_token" in message
+    assert "Qwen3ForSequenceClassification" in message
+
+
+def test_result_reprs_are_short(bert_ce: Path) -> None:
+    long = "word " * 400
+    ranked = Scorer.load(bert_ce).rerank("q", [long, "short"])
+    shown = repr(ranked)
+    assert len(shown) < 400 and "…" in shown and "'short'" in shown
+    assert "prompt_token_ids" not in repr(Scorer.load(bert_ce).score("q", long)[0])

@@ -236,7 +236,7 @@ def detect_score_type(info: CheckpointInfo) -> ScoreType:
             f"Can't tell the score type of {info.path}: no *ForSequenceClassification "
             "architecture, no sentence-transformers Pooling module and no ColBERT projection "
             f"(architectures: {list(info.architectures)}). Pass score_type= one of {options}, "
-            "e.g. Scorer.load(path, score_type='bi-encoder')."
+            "e.g. Scorer.load(path, score_type='bi-encoder')." + _causal_lm_hint(info)
         )
     reasons = "; ".join(f"{t.value}: {why}" for t, why in found.items())
     raise ScoreTypeDetectionError(
@@ -254,7 +254,23 @@ def check_score_type_supported(info: CheckpointInfo, score_type: ScoreType) -> N
             f"{info.path} has no classification head (architectures: {list(info.architectures)}), "
             "so it can't be a cross-encoder: a new head would be random. Use "
             "score_type='bi-encoder' or 'late-interaction' for an encoder checkpoint."
+            + _causal_lm_hint(info)
         )
+
+
+def _causal_lm_hint(info: CheckpointInfo) -> str:
+    """For a decoder LLM: how it becomes a reranker (vLLM's conversion from token logits)."""
+    causal = [a for a in info.architectures if a.endswith("ForCausalLM")]
+    if not causal:
+        return ""
+    family = causal[0].removesuffix("ForCausalLM")
+    return (
+        f" {causal[0]} is a decoder LLM: an LLM reranker scores it from token logits via "
+        "hf_overrides, e.g. hf_overrides={'architectures': "
+        f"['{family}ForSequenceClassification'], "
+        "'classifier_from_token': ['no', 'yes'], 'method': 'from_2_way_softmax'} "
+        "(Qwen3-Reranker: add 'is_original_qwen3_reranker': True); see README 'LLM rerankers'."
+    )
 
 
 def model_max_length(info: CheckpointInfo, tokenizer: Any) -> tuple[int, int]:
