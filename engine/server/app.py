@@ -28,6 +28,7 @@ from ..errors import InputError, InputTooLongError, ScorerError
 from ..types import ScoreType
 from .batcher import MicroBatcher, ServerClosing
 from .config import ServerConfig
+from .embeddings import EMBEDDINGS_ROUTE, EmbeddingRequest, EmbeddingResponse, embed
 from .gate import INVOCATIONS, RERANK_ROUTES, SCORE_ROUTES, Gate
 from .metrics import Metrics
 from .protocol import (
@@ -140,6 +141,13 @@ def create_app(scorer: Any, config: ServerConfig | None = None, **options: Any) 
         app.post(path, response_model=RerankResponse, responses=error_responses,
                  summary="Rerank documents (vLLM/Jina/Cohere-style Rerank API)",
                  operation_id=f"rerank{path.replace('/', '_')}")(rerank)
+
+    if scorer.score_type is ScoreType.BI_ENCODER:
+        @app.post(EMBEDDINGS_ROUTE, response_model=EmbeddingResponse, responses=error_responses,
+                  summary="OpenAI-compatible embeddings (bi-encoder models)")
+        async def embeddings(body: EmbeddingRequest, request: Request) -> JSONResponse:
+            answer = await embed(service, body, request_id(request, body))
+            return JSONResponse(answer.model_dump())
 
     @app.post(INVOCATIONS, summary="SageMaker's route: a rerank or score body, by its fields",
               responses=error_responses)
