@@ -19,11 +19,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from numbers import Real
+from typing import Literal
 
 from .errors import InputError
+from .types import RerankResult
 
-__all__ = ["blend_scores", "reciprocal_rank_fusion"]
+__all__ = ["HYBRIDS", "Fused", "Hybrid", "blend_scores", "fuse_ranked", "reciprocal_rank_fusion"]
+
+Hybrid = Literal["rrf", "blend"]
+HYBRIDS: tuple[Hybrid, ...] = ("rrf", "blend")
 
 
 def reciprocal_rank_fusion(
@@ -116,6 +122,49 @@ def blend_scores(
     # fsum is exactly rounded, so Σ wⱼ·vⱼ ≤ Σ wⱼ holds after rounding too: results stay ≤ 1.
     return [math.fsum(wj * col[i] for wj, col in zip(w, columns, strict=True)) / total
             for i in range(len(lists[0]))]
+
+
+@dataclass(frozen=True, slots=True)
+class Fused:
+    """One document of a hybrid ranking: its input index, fused score and the model's own."""
+
+    index: int
+    score: float
+    model_score: float
+
+
+def fuse_ranked(
+    ranked: Sequence[RerankResult], first_stage: Sequence[float] | None, *, method: Hybrid,
+    model_weight: float = 0.5, rrf_k: float = 60.0, top_n: int | None = None,
+    score_threshold: float | None = None,
+) -> list[Fused]:
+    """The wrappers' hybrid: a model rerank of *every* document fused with the first stage.
+
+    ``ranked``: the model's results for all n documents (any order; ``index`` places them).
+    ``first_stage``: the first stage's scores in input order, or None when only its order is
+    known: then the input order is the first-stage ranking (``range(n, 0, -1)``).
+    ``model_weight`` is the model's share (the first stage gets the rest). The fused list is
+    sorted best first (ties in input order), then ``score_threshold`` (on the fused scale) and
+    ``top_n`` cut it.
+    """
+    if method not in HYBRIDS:
+        raise InputError(f"hybrid must be 'rrf' or 'blend' (or None), got {method!r}.")
+    if not _finite_real(model_weight) or not 0.0 <= model_weight <= 1.0:
+        raise InputError(f"hybrid_weight must be a number in [0, 1], got {model_weight!r}.")
+    n = len(ranked)
+    if n == 0:
+        return []
+    model = [0.0] * n
+    for r in ranked:
+        model[r.index] = r.score
+    first = list(first_stage) if first_stage is not None else [float(n - i) for i in range(n)]
+    weights = (1.0 - model_weight, model_weight)
+    fused = (reciprocal_rank_fusion(first, model, k=rrf_k, weights=weights) if method == "rrf"
+             else blend_scores(first, model, weights=weights))
+    order = sorted(range(n), key=lambda i: -fused[i])  # stable: ties keep input order
+    kept = [Fused(i, fused[i], model[i]) for i in order
+            if score_threshold is None or fused[i] >= score_threshold]
+    return kept if top_n is None else kept[:top_n]
 
 
 # -- helpers -------------------------------------------------------------------------------------

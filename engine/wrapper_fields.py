@@ -6,7 +6,8 @@ here as two mixins (this module imports pydantic, which ``import engine`` never 
 - :class:`ScorerFields`: where the scorer comes from, ``model=`` (loaded on first use) or a
   ready ``scorer=``, plus ``model_kwargs`` for ``Scorer.load``;
 - :class:`ScoringFields` / :class:`RerankFields`: ``use_activation`` and
-  ``truncate_prompt_tokens``, and for rerankers ``top_n`` and ``score_threshold``.
+  ``truncate_prompt_tokens``, and for rerankers ``top_n`` and ``score_threshold``;
+- :class:`HybridFields`: fuse the model's scores with the first stage's (``hybrid=``).
 
 The checks themselves are the framework-neutral ones of :mod:`engine.integrations`.
 """
@@ -14,10 +15,13 @@ The checks themselves are the framework-neutral ones of :mod:`engine.integration
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from .errors import InputError
+from .fusion import Fused, Hybrid, fuse_ranked
 from .integrations import (
     Need,
     ScorerSource,
@@ -26,7 +30,7 @@ from .integrations import (
     check_top_n,
 )
 
-__all__ = ["RerankFields", "ScorerFields", "ScoringFields"]
+__all__ = ["HybridFields", "RerankFields", "ScorerFields", "ScoringFields"]
 
 
 class ScorerFields(BaseModel):
@@ -129,3 +133,74 @@ class RerankFields(ScoringFields):
             "top_n": self.top_n, "score_threshold": self.score_threshold,
             **self._scoring_options(),
         }
+
+
+class HybridFields(BaseModel):
+    """Hybrid reranking: the model's score fused with the first stage's (engine.fusion).
+
+    With ``hybrid`` set, every document is scored, the fused score ranks them and becomes the
+    result's score (``top_n`` and ``score_threshold`` apply to it), and the model's own score is
+    kept under ``model_score_key``. On SciFact (BM25 top-100, bundled MiniLM) the blend lifts
+    nDCG@10 from 0.664 (BM25) and 0.646 (MiniLM) to 0.709 (README, "What make demo shows").
+    """
+
+    hybrid: Hybrid | None = Field(
+        default=None,
+        description="None: the model's score alone. 'rrf': reciprocal-rank fusion of the two "
+        "orders (no calibration needed). 'blend': weighted mean of min-max normalised scores.",
+    )
+    hybrid_weight: float = Field(
+        default=0.5, description="The model's share of the fusion, in [0, 1]; the first stage "
+        "gets the rest.")
+    rrf_k: float = Field(default=60.0, description="RRF's smoothing constant (>= 0).")
+    first_stage_key: str | None = Field(
+        default=None,
+        description="Metadata key holding each document's first-stage score (e.g. a BM25 "
+        "score). None: the input order is the first-stage ranking.",
+    )
+    model_score_key: str = Field(
+        default="model_score",
+        description="Metadata key the model's own score is kept under when hybrid is set.",
+    )
+
+    @field_validator("hybrid_weight", mode="before")
+    @classmethod
+    def _check_weight(cls, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            0.0 <= value <= 1.0
+        ):
+            raise InputError(f"hybrid_weight must be a number in [0, 1], got {value!r}.")
+        return float(value)
+
+    @field_validator("rrf_k", mode="before")
+    @classmethod
+    def _check_k(cls, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or (
+            value == float("inf")
+        ):
+            raise InputError(f"rrf_k must be a finite number >= 0, got {value!r}.")
+        return float(value)
+
+    @field_validator("model_score_key", "first_stage_key")
+    @classmethod
+    def _check_hybrid_keys(cls, value: str | None) -> str | None:
+        if value is not None and not value:
+            raise InputError("first_stage_key / model_score_key must be non-empty strings.")
+        return value
+
+    def _fuse(self, ranked: Sequence[Any], first_stage: Sequence[float] | None, *,
+              top_n: int | None, score_threshold: float | None) -> list[Fused]:
+        assert self.hybrid is not None
+        return fuse_ranked(ranked, first_stage, method=self.hybrid,
+                           model_weight=self.hybrid_weight, rrf_k=self.rrf_k, top_n=top_n,
+                           score_threshold=score_threshold)
+
+
+def first_stage_value(value: Any, *, key: str, where: str) -> float:
+    """A document's first-stage score from its metadata: a real number, or a clear error."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(
+            f"{where} has {key!r} = {value!r:.40}, not a number; hybrid ranking with "
+            f"first_stage_key={key!r} needs a numeric first-stage score on every document."
+        )
+    return float(value)

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from engine.wrapper_fields import RerankFields, ScorerFields, ScoringFields
+from engine.wrapper_fields import HybridFields, RerankFields, ScorerFields, ScoringFields
 
-__all__ = ["RerankFields", "ScorerFields", "ScoringFields"]
+__all__ = ["HybridFields", "RerankFields", "ScorerFields", "ScoringFields"]

@@ -11,20 +11,26 @@ from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import field_validator
 
 from engine.errors import InputError
+from engine.fusion import Fused
 from engine.integrations import SupportsRerank, check_sequence, copy_metadata
+from engine.types import RerankResult
+from engine.wrapper_fields import first_stage_value
 
-from ._base import RerankFields, ScorerFields, ScoringFields
+from ._base import HybridFields, RerankFields, ScorerFields, ScoringFields
 
 __all__ = ["ScorerCrossEncoder", "ScorerRerank"]
 
 
-class ScorerRerank(ScorerFields, RerankFields, BaseDocumentCompressor):
+class ScorerRerank(ScorerFields, RerankFields, HybridFields, BaseDocumentCompressor):
     """Rerank LangChain documents with a local (or remote) scorer, best first.
 
     Each returned document is a copy (same ``id``, metadata deep-copied) with
     ``metadata[score_key]`` set to its score as a Python float; the caller's documents are never
-    changed. Scores are the engine's: sigmoid for cross-encoders, cosine for bi-encoders, MaxSim
-    for late interaction (``use_activation=False`` gives raw logits / unnormalised MaxSim).
+    changed. With ``hybrid="rrf"`` or ``"blend"`` that score is the model's fused with the first
+    stage's (the input order, or ``metadata[first_stage_key]``), and the model's own score is
+    kept in ``metadata[model_score_key]``. Scores are the engine's: sigmoid for cross-encoders,
+    cosine for bi-encoders, MaxSim for late interaction (``use_activation=False`` gives raw
+    logits / unnormalised MaxSim).
 
     Example:
         >>> from langchain_classic.retrievers import ContextualCompressionRetriever
@@ -74,8 +80,12 @@ class ScorerRerank(ScorerFields, RerankFields, BaseDocumentCompressor):
                 lacks a metadata key that ``document_template`` names.
         """
         docs, texts = self._texts(documents, query)
-        ranked = self._scorer_source().rerank(query, texts, **self._rerank_options())
-        return [self._scored_copy(docs[r.index], r.index, r.score) for r in ranked]
+        if self.hybrid is None:
+            ranked = self._scorer_source().rerank(query, texts, **self._rerank_options())
+            return [self._scored_copy(docs[r.index], r.index, r.score) for r in ranked]
+        every = self._scorer_source().rerank(query, texts, top_n=None, score_threshold=None,
+                                             **self._scoring_options())
+        return self._hybrid_copies(docs, every)
 
     async def acompress_documents(
         self,
@@ -85,8 +95,13 @@ class ScorerRerank(ScorerFields, RerankFields, BaseDocumentCompressor):
     ) -> Sequence[Document]:
         """:meth:`compress_documents` through the scorer's own async path."""
         docs, texts = self._texts(documents, query)
-        ranked = await self._scorer_source().arerank(query, texts, **self._rerank_options())
-        return [self._scored_copy(docs[r.index], r.index, r.score) for r in ranked]
+        if self.hybrid is None:
+            ranked = await self._scorer_source().arerank(query, texts, **self._rerank_options())
+            return [self._scored_copy(docs[r.index], r.index, r.score) for r in ranked]
+        every = await self._scorer_source().arerank(query, texts, top_n=None,
+                                                    score_threshold=None,
+                                                    **self._scoring_options())
+        return self._hybrid_copies(docs, every)
 
     # -- translation -----------------------------------------------------------------------------
     def _texts(self, documents: Sequence[Document], query: str) -> tuple[list[Document], list[str]]:
@@ -103,11 +118,26 @@ class ScorerRerank(ScorerFields, RerankFields, BaseDocumentCompressor):
             return docs, [doc.page_content for doc in docs]
         return docs, [render_document(self.document_template, doc, i) for i, doc in enumerate(docs)]
 
-    def _scored_copy(self, doc: Document, index: int, score: float) -> Document:
+    def _hybrid_copies(self, docs: list[Document], every: list[RerankResult]) -> list[Document]:
+        first = None
+        if self.first_stage_key is not None:
+            key = self.first_stage_key
+            first = [first_stage_value(doc.metadata.get(key), key=key,
+                                       where=f"documents[{i}] (id={doc.id!r})")
+                     for i, doc in enumerate(docs)]
+        fused: list[Fused] = self._fuse(every, first, top_n=self.top_n,
+                                        score_threshold=self.score_threshold)
+        return [self._scored_copy(docs[f.index], f.index, f.score, model_score=f.model_score)
+                for f in fused]
+
+    def _scored_copy(self, doc: Document, index: int, score: float,
+                     model_score: float | None = None) -> Document:
         # model_copy keeps Document.id; the metadata is deep-copied so later edits to the
         # result never reach the caller's document.
         metadata = copy_metadata(doc.metadata, where=f"documents[{index}]")
         metadata[self.score_key] = float(score)
+        if model_score is not None:
+            metadata[self.model_score_key] = float(model_score)
         return doc.model_copy(update={"metadata": metadata})
 
 

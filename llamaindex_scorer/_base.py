@@ -10,10 +10,12 @@ from llama_index.core.bridge.pydantic import field_serializer, field_validator
 
 from engine.errors import InputError
 from engine.integrations import check_scorer
-from engine.wrapper_fields import RerankFields, ScoringFields
+from engine.wrapper_fields import HybridFields, RerankFields, ScoringFields
 from engine.wrapper_fields import ScorerFields as SharedScorerFields
 
-__all__ = ["READY_SCORER_PLACEHOLDER", "RerankFields", "ScorerFields", "ScoringFields"]
+__all__ = [
+    "READY_SCORER_PLACEHOLDER", "HybridFields", "RerankFields", "ScorerFields", "ScoringFields",
+]
 
 # What to_dict() writes in place of a ready scorer, which is a live object, not data.
 READY_SCORER_PLACEHOLDER = "<ready scorer: pass scorer=... to from_dict>"

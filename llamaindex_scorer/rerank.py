@@ -14,10 +14,12 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
 from engine.errors import InputError
+from engine.fusion import Fused
 from engine.integrations import SupportsRerank, check_sequence, copy_metadata
 from engine.types import RerankResult
+from engine.wrapper_fields import first_stage_value
 
-from ._base import RerankFields, ScorerFields
+from ._base import HybridFields, RerankFields, ScorerFields
 
 __all__ = ["ScorerRerank"]
 
@@ -25,14 +27,18 @@ __all__ = ["ScorerRerank"]
 dispatcher = instrument.get_dispatcher(__name__)  # type: ignore[attr-defined]
 
 
-class ScorerRerank(ScorerFields, RerankFields, BaseNodePostprocessor):
+class ScorerRerank(ScorerFields, RerankFields, HybridFields, BaseNodePostprocessor):
     """Rerank retrieved nodes with a local (or remote) scorer, best first.
 
     Returns new ``NodeWithScore`` objects over copies of the nodes (same ``id_``, metadata
     deep-copied), with ``score`` the engine's score as a Python float; the input nodes are never
     changed. With ``keep_retrieval_score`` the first-stage score is kept in the copy's metadata
     under ``retrieval_score_key``, a key excluded from both the LLM and the embedding text, so it
-    never leaks into a prompt. Emits ``ReRankStartEvent``/``ReRankEndEvent`` and the legacy
+    never leaks into a prompt. With ``hybrid="rrf"`` or ``"blend"`` the score is the model's
+    fused with the first stage's (each node's ``score``, or ``metadata[first_stage_key]``; the
+    input order where a node has no score), and the model's own score is kept in
+    ``metadata[model_score_key]``, excluded from both texts likewise. Emits
+    ``ReRankStartEvent``/``ReRankEndEvent`` and the legacy
     ``CBEventType.RERANKING`` callback on every path, the empty one included.
 
     Example:
@@ -77,8 +83,14 @@ class ScorerRerank(ScorerFields, RerankFields, BaseNodePostprocessor):
         query_bundle = _as_bundle(query_bundle)
         query, texts = self._texts(nodes, query_bundle)
         with self._rerank_events(nodes, query_bundle) as out:
-            ranked = self._scorer_source().rerank(query, texts, **self._rerank_options())
-            out.extend(self._scored_nodes(nodes, ranked))
+            if self.hybrid is None:
+                ranked = self._scorer_source().rerank(query, texts, **self._rerank_options())
+                out.extend(self._scored_nodes(nodes, ranked))
+            else:
+                every = self._scorer_source().rerank(query, texts, top_n=None,
+                                                     score_threshold=None,
+                                                     **self._scoring_options())
+                out.extend(self._hybrid_nodes(nodes, every))
         return out
 
     async def _apostprocess_nodes(
@@ -87,8 +99,15 @@ class ScorerRerank(ScorerFields, RerankFields, BaseNodePostprocessor):
         query_bundle = _as_bundle(query_bundle)
         query, texts = self._texts(nodes, query_bundle)
         with self._rerank_events(nodes, query_bundle) as out:
-            ranked = await self._scorer_source().arerank(query, texts, **self._rerank_options())
-            out.extend(self._scored_nodes(nodes, ranked))
+            if self.hybrid is None:
+                ranked = await self._scorer_source().arerank(query, texts,
+                                                             **self._rerank_options())
+                out.extend(self._scored_nodes(nodes, ranked))
+            else:
+                every = await self._scorer_source().arerank(query, texts, top_n=None,
+                                                            score_threshold=None,
+                                                            **self._scoring_options())
+                out.extend(self._hybrid_nodes(nodes, every))
         return out
 
     # -- translation -----------------------------------------------------------------------------
@@ -118,7 +137,26 @@ class ScorerRerank(ScorerFields, RerankFields, BaseNodePostprocessor):
     ) -> list[NodeWithScore]:
         return [self._scored_copy(nodes[r.index], r.index, r.score) for r in ranked]
 
-    def _scored_copy(self, nws: NodeWithScore, index: int, score: float) -> NodeWithScore:
+    def _hybrid_nodes(
+        self, nodes: list[NodeWithScore], every: list[RerankResult]
+    ) -> list[NodeWithScore]:
+        key = self.first_stage_key
+        first: list[float] | None
+        if key is not None:
+            first = [first_stage_value(n.node.metadata.get(key), key=key,
+                                       where=f"nodes[{i}] (id_={n.node.id_!r})")
+                     for i, n in enumerate(nodes)]
+        elif all(n.score is not None for n in nodes):
+            first = [float(n.score) for n in nodes]  # type: ignore[arg-type]
+        else:
+            first = None  # the retriever's order is all there is
+        fused: list[Fused] = self._fuse(every, first, top_n=self.top_n,
+                                        score_threshold=self.score_threshold)
+        return [self._scored_copy(nodes[f.index], f.index, f.score, model_score=f.model_score)
+                for f in fused]
+
+    def _scored_copy(self, nws: NodeWithScore, index: int, score: float,
+                     model_score: float | None = None) -> NodeWithScore:
         node = nws.node
         # A shallow copy of the node with its own metadata and exclusion lists: nothing the
         # caller (or a later step) changes on the result reaches the input node.
@@ -127,10 +165,14 @@ class ScorerRerank(ScorerFields, RerankFields, BaseNodePostprocessor):
             "excluded_llm_metadata_keys": list(node.excluded_llm_metadata_keys),
             "excluded_embed_metadata_keys": list(node.excluded_embed_metadata_keys),
         }
+        kept: dict[str, float | None] = {}
         if self.keep_retrieval_score:
-            key = self.retrieval_score_key
-            update["metadata"][key] = None if nws.score is None else float(nws.score)
-            # Excluded from both texts, so the old score never reaches a prompt or an embedding.
+            kept[self.retrieval_score_key] = None if nws.score is None else float(nws.score)
+        if model_score is not None:
+            kept[self.model_score_key] = float(model_score)
+        for key, value in kept.items():
+            update["metadata"][key] = value
+            # Excluded from both texts, so no score ever reaches a prompt or an embedding.
             for field in ("excluded_llm_metadata_keys", "excluded_embed_metadata_keys"):
                 if key not in update[field]:
                     update[field].append(key)
