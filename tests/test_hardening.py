@@ -430,3 +430,18 @@ def test_a_busy_port_is_found_before_the_model_loads(bert_ce: Path) -> None:
     assert out.returncode == 2 and "already in use" in out.stderr and "pass --port" in out.stderr
     assert "serving" not in out.stderr and "Traceback" not in out.stderr
     assert time.monotonic() - started < 60
+
+
+def test_scoring_from_another_thread_builds_no_autograd_graph(st_bi_encoder: Path) -> None:
+    """Found by tests/hardening_sweep.py: inference_mode is per thread, and a head run outside
+    the forward's block on a worker thread (ascore, the server) recorded gradients."""
+    import threading
+
+    scorer = Scorer.load(st_bi_encoder)
+    assert not any(p.requires_grad for m in scorer._backend.modules() for p in m.parameters())
+    seen: list[float] = []
+    worker = threading.Thread(target=lambda: seen.extend(
+        r.score for r in scorer.score("q", ["a", "b"])))
+    worker.start()
+    worker.join()
+    assert seen == [r.score for r in scorer.score("q", ["a", "b"])]

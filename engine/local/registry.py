@@ -99,6 +99,10 @@ def load_backend(model: str, config: ScorerConfig) -> LocalBackend:
     backend = cls(
         info=info, config=config, device=device, dtype=resolve_dtype(config.dtype, device)
     )
+    for module in backend.modules():
+        # Inference only: with no parameter needing a gradient, no stage (a head outside the
+        # forward's inference_mode, a call on another thread) ever builds an autograd graph.
+        module.requires_grad_(False)
     if backend.max_length < backend.min_length:
         raise InputError(
             f"max_length={backend.max_length} is below {backend.min_length}, the fewest tokens "
