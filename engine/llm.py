@@ -222,7 +222,11 @@ class LLM:
         return self._outputs(results, n_queries=len(queries))
 
     # -- the pieces of a call --------------------------------------------------------------------
-    def _inputs(self, data: Any) -> list[str]:
+    def _inputs(self, data: Any) -> list[Any]:
+        if self.scorer.accepts_media:  # Qwen3-VL / jina-m0: strings and {"content": [...]}
+            from .media import parse_score_items
+
+            return parse_score_items(data, side="data")
         items = data if isinstance(data, list) else [data]
         for i, item in enumerate(items):
             if not isinstance(item, str):

@@ -436,3 +436,16 @@ def test_rerank_takes_image_documents_and_returns_them(qwen3_vl: Path,
 def test_a_text_model_refuses_content_items_through_scorer(bert_ce: Path) -> None:
     with pytest.raises(InputError, match="multimodal input"):
         Scorer.load(bert_ce).score("q", [content("a photo", IMG[0])])
+
+
+def test_llm_score_takes_vllms_multimodal_param(qwen3_vl: Path) -> None:
+    """vLLM's spelling: LLM(..., hf_overrides=...).score(text, [{"content": [...]}, ...])."""
+    from engine import LLM
+
+    llm = LLM(str(qwen3_vl), hf_overrides=QWEN3_VL)
+    docs = [content("a photo", IMG[0]), "a bicycle"]
+    # As in vLLM, the score template comes with the call (LLM(chat_template=) is not read).
+    got = [o.outputs.score for o in llm.score("a red bicycle", docs, use_tqdm=False,
+                                              chat_template="qwen3_vl_reranker")]
+    _close(got, qwen3_vl_reference(qwen3_vl, [("a red bicycle", ["a photo", IMG[0]]),
+                                              ("a red bicycle", "a bicycle")]))

@@ -195,6 +195,9 @@ class VisionRerankerBackend(LocalBackend):
 
     score_type = ScoreType.CROSS_ENCODER
     accepts_media: ClassVar[bool] = True
+    # One relevance score per pair (the yes/no logit difference, or jina's score head): vLLM's
+    # Score API serves them as num_labels == 1.
+    _num_labels: ClassVar[int] = 1
     model: torch.nn.Module
     tokenizer: Any
     processor: Any
