@@ -14,7 +14,10 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["cache_dir", "minilm_path", "minilm_real_cross_encoder", "minilm_shaped_cross_encoder"]
+__all__ = [
+    "cache_dir", "minilm_path", "minilm_real_cross_encoder", "minilm_shaped_cross_encoder",
+    "small_qwen3_reranker",
+]
 
 
 def minilm_path() -> Path:
@@ -82,3 +85,25 @@ def minilm_real_cross_encoder(seed: int = 0) -> Path:
     model.config.architectures = ["BertForSequenceClassification"]
     _head(model, seed)
     return _save(model, folder)
+
+
+def small_qwen3_reranker(seed: int = 0) -> Path:
+    """A small Qwen3ForSequenceClassification (hidden 512, 8 layers, 8 query / 4 key-value heads
+    of 64, random weights) with MiniLM's tokenizer: the shape of an LLM reranker's decoder
+    (RMSNorm, RoPE, GQA, SwiGLU, per-head q/k norms) at a size two CPU cores score in seconds.
+    Speed figures only: its scores mean nothing."""
+    folder = cache_dir() / f"small-qwen3-reranker-{seed}"
+    if (folder / "config.json").is_file():
+        return folder
+    import torch
+    from transformers import AutoTokenizer, Qwen3Config, Qwen3ForSequenceClassification
+
+    tok = AutoTokenizer.from_pretrained(str(minilm_path()))
+    config = Qwen3Config(
+        vocab_size=len(tok), hidden_size=512, intermediate_size=1536, num_hidden_layers=8,
+        num_attention_heads=8, num_key_value_heads=4, head_dim=64, max_position_embeddings=2048,
+        num_labels=1, pad_token_id=tok.pad_token_id, tie_word_embeddings=False,
+    )
+    config.architectures = ["Qwen3ForSequenceClassification"]
+    torch.manual_seed(seed)
+    return _save(Qwen3ForSequenceClassification(config).eval(), folder)
