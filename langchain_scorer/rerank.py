@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import string
 from collections.abc import Sequence
+from typing import Any
 
 from langchain_core.callbacks import Callbacks
 from langchain_core.cross_encoders import BaseCrossEncoder
@@ -50,6 +51,12 @@ class ScorerRerank(ScorerFields, RerankFields, HybridFields, BaseDocumentCompres
     """Text sent to the model, as a ``str.format`` template over ``page_content`` and metadata
     keys, e.g. ``"{title}\\n{page_content}"``. None sends ``page_content``. A document without a
     key the template names is an error, not a silent blank."""
+
+    image_key: str | None = None
+    """Metadata key holding an image URL (``data:``, ``file://`` or http(s) as the scorer
+    allows) for rerankers that read images (Qwen3-VL, jina-m0). A document with that key is
+    scored as vLLM's ``{"content": [text, image]}``; None (default) sends text only. A text-only
+    model refuses such documents with vLLM's message rather than dropping the image."""
 
     @field_validator("score_key")
     @classmethod
@@ -104,7 +111,7 @@ class ScorerRerank(ScorerFields, RerankFields, HybridFields, BaseDocumentCompres
         return self._hybrid_copies(docs, every)
 
     # -- translation -----------------------------------------------------------------------------
-    def _texts(self, documents: Sequence[Document], query: str) -> tuple[list[Document], list[str]]:
+    def _texts(self, documents: Sequence[Document], query: str) -> tuple[list[Document], list[Any]]:
         if not isinstance(query, str):
             raise InputError(f"query must be a string, got {type(query).__name__}.")
         docs = check_sequence(documents, name="documents")
@@ -115,8 +122,13 @@ class ScorerRerank(ScorerFields, RerankFields, HybridFields, BaseDocumentCompres
                     "Wrap text as Document(page_content=...)."
                 )
         if self.document_template is None:
-            return docs, [doc.page_content for doc in docs]
-        return docs, [render_document(self.document_template, doc, i) for i, doc in enumerate(docs)]
+            texts = [doc.page_content for doc in docs]
+        else:
+            texts = [render_document(self.document_template, doc, i) for i, doc in enumerate(docs)]
+        if self.image_key is None:
+            return docs, texts
+        return docs, [_with_image(text, doc, self.image_key, i) for i, (text, doc) in
+                      enumerate(zip(texts, docs, strict=True))]
 
     def _hybrid_copies(self, docs: list[Document], every: list[RerankResult]) -> list[Document]:
         first = None
@@ -158,6 +170,20 @@ class ScorerCrossEncoder(ScorerFields, ScoringFields, BaseCrossEncoder):
     async def ascore(self, text_pairs: list[tuple[str, str]]) -> list[float]:
         """:meth:`score` through the scorer's own async path."""
         return await self._scorer_source().ascore_pairs(text_pairs, **self._scoring_options())
+
+
+def _with_image(text: str, doc: Document, key: str, index: int) -> Any:
+    """vLLM's content item for a document whose metadata names an image; else its text."""
+    url = doc.metadata.get(key)
+    if url is None:
+        return text
+    if not isinstance(url, str) or not url:
+        raise InputError(f"documents[{index}].metadata[{key!r}] must be an image URL string, "
+                         f"got {url!r:.60}.")
+    parts: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": url}}]
+    if text:
+        parts.insert(0, {"type": "text", "text": text})
+    return {"content": parts}
 
 
 def template_fields(template: str) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import llama_index.core.instrumentation as instrument
@@ -11,7 +12,7 @@ from llama_index.core.bridge.pydantic import Field, field_validator
 from llama_index.core.callbacks import CBEventType, EventPayload
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
-from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
+from llama_index.core.schema import ImageNode, MetadataMode, NodeWithScore, QueryBundle
 
 from engine.errors import InputError
 from engine.fusion import Fused
@@ -113,7 +114,7 @@ class ScorerRerank(ScorerFields, RerankFields, HybridFields, BaseNodePostprocess
     # -- translation -----------------------------------------------------------------------------
     def _texts(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None
-    ) -> tuple[str, list[str]]:
+    ) -> tuple[str, list[Any]]:
         if query_bundle is None:
             raise InputError(
                 "ScorerRerank needs a query: call postprocess_nodes(nodes, query_str=...) or "
@@ -129,7 +130,8 @@ class ScorerRerank(ScorerFields, RerankFields, HybridFields, BaseNodePostprocess
                     f"nodes[{i}] is {type(nws).__name__}, not a NodeWithScore. Wrap nodes as "
                     "NodeWithScore(node=..., score=...)."
                 )
-        texts = [nws.node.get_content(metadata_mode=self.metadata_mode) for nws in nodes]
+        texts = [_as_input(nws.node, nws.node.get_content(metadata_mode=self.metadata_mode), i)
+                 for i, nws in enumerate(nodes)]
         return query, texts
 
     def _scored_nodes(
@@ -205,6 +207,26 @@ class ScorerRerank(ScorerFields, RerankFields, HybridFields, BaseNodePostprocess
             yield result
             event.on_end(payload={EventPayload.NODES: result})
         dispatcher.event(ReRankEndEvent(nodes=result))
+
+
+def _as_input(node: Any, text: str, index: int) -> Any:
+    """An ``ImageNode`` as vLLM's ``{"content": [text, image]}`` (its image as a URL); any
+    other node as its text. A text-only model refuses the image with vLLM's message."""
+    if not isinstance(node, ImageNode):
+        return text
+    if node.image_url:
+        url = node.image_url
+    elif node.image:  # base64, as LlamaIndex stores it
+        url = f"data:{node.image_mimetype or 'image/png'};base64,{node.image}"
+    elif node.image_path:
+        url = Path(node.image_path).resolve().as_uri()
+    else:
+        raise InputError(f"nodes[{index}] is an ImageNode with no image (image, image_url or "
+                         "image_path); give it one, or use a TextNode.")
+    parts: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": url}}]
+    if text:
+        parts.insert(0, {"type": "text", "text": text})
+    return {"content": parts}
 
 
 def _as_bundle(query_bundle: Any) -> QueryBundle | None:

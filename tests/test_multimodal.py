@@ -449,3 +449,42 @@ def test_llm_score_takes_vllms_multimodal_param(qwen3_vl: Path) -> None:
                                               chat_template="qwen3_vl_reranker")]
     _close(got, qwen3_vl_reference(qwen3_vl, [("a red bicycle", ["a photo", IMG[0]]),
                                               ("a red bicycle", "a bicycle")]))
+
+
+def test_wrappers_score_images_as_content_items(qwen3_scorer: Scorer, bert_ce: Path) -> None:
+    """LangChain: metadata[image_key] holds the image URL; LlamaIndex: an ImageNode. Both score
+    exactly what Scorer.score gives the same {"content": [...]} items, and never change input."""
+    import copy as copy_module
+
+    from langchain_core.documents import Document
+    from llama_index.core.schema import ImageNode, NodeWithScore, TextNode
+
+    import langchain_scorer
+    import llamaindex_scorer
+
+    want = [r.score for r in qwen3_scorer.score(
+        "a red bicycle", [content("a photo", IMG[0]), "a bicycle", content(IMG[2])])]
+    docs = [Document(page_content="a photo", id="0", metadata={"image": data_url(IMG[0])}),
+            Document(page_content="a bicycle", id="1"),
+            Document(page_content="", id="2", metadata={"image": data_url(IMG[2])})]
+    before = copy_module.deepcopy(docs)
+    lc = langchain_scorer.ScorerRerank(scorer=qwen3_scorer, top_n=None, image_key="image")
+    got = {d.id: d.metadata["relevance_score"]
+           for d in lc.compress_documents(docs, "a red bicycle")}
+    _close([got["0"], got["1"], got["2"]], want)
+    assert docs == before
+
+    png = base64.b64encode(png_bytes(IMG[0])).decode()
+    nodes = [NodeWithScore(node=ImageNode(text="a photo", image=png, id_="0")),
+             NodeWithScore(node=TextNode(text="a bicycle", id_="1")),
+             NodeWithScore(node=ImageNode(image_url=data_url(IMG[2]), id_="2"))]
+    li = llamaindex_scorer.ScorerRerank(scorer=qwen3_scorer, top_n=None)
+    out = {n.node.id_: n.score for n in li.postprocess_nodes(nodes, query_str="a red bicycle")}
+    _close([out["0"], out["1"], out["2"]], want)
+
+    text_model = Scorer.load(bert_ce)
+    with pytest.raises(InputError, match="multimodal input"):
+        llamaindex_scorer.ScorerRerank(scorer=text_model).postprocess_nodes(nodes, query_str="q")
+    with pytest.raises(InputError, match="multimodal input"):
+        langchain_scorer.ScorerRerank(scorer=text_model, image_key="image").compress_documents(
+            docs, "q")
