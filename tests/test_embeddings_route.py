@@ -91,3 +91,18 @@ def test_no_embeddings_route_for_a_cross_encoder(bert_ce: Path) -> None:
     with ServerThread(create_app(Scorer.load(bert_ce))) as srv:
         r = httpx.post(srv.url + "/v1/embeddings", json={"input": "a"}, timeout=30)
     assert r.status_code == 404
+
+
+def test_the_request_has_only_embedding_fields(served: tuple[str, Scorer]) -> None:
+    """Template and per-pair fields belong to the scoring routes, not to this request (as in
+    vLLM's EmbeddingRequest); the truncation check is the scoring routes' own."""
+    url, _ = served
+    r = httpx.post(url + "/v1/embeddings", headers={"Authorization": f"Bearer {KEY}"},
+                   json={"input": "a", "truncate_prompt_tokens": 10_000}, timeout=30)
+    assert r.status_code == 400
+    assert "truncate_prompt_tokens value is greater than max_model_len" in r.json()["error"][
+        "message"]
+    from engine.server.embeddings import EmbeddingRequest
+
+    assert not {"instruction", "chat_template_kwargs", "max_tokens_per_doc"} & set(
+        EmbeddingRequest.model_fields)

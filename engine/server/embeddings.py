@@ -15,8 +15,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from ..calls import VllmTokenization
 from .protocol import UsageInfo
-from .service import ApiError, ScoringService, tokenization
+from .service import ApiError, ScoringService, check_truncation
 
 __all__ = ["EMBEDDINGS_ROUTE", "EmbeddingData", "EmbeddingRequest", "EmbeddingResponse", "embed"]
 
@@ -32,14 +33,8 @@ class EmbeddingRequest(BaseModel):
     dimensions: int | None = None
     user: str | None = None
     truncate_prompt_tokens: int | None = Field(None, ge=-1)
-    request_id: str | None = None
-    # What service.tokenization reads; fixed for embeddings (no templates, no pair caps).
-    max_tokens_per_query: int = 0
-    max_tokens_per_doc: int = 0
-    chat_template_kwargs: dict[str, Any] | None = None
-    instruction: str | None = None
     truncation_side: Literal["left", "right"] | None = None
-    padding: Literal["max_length", "do_not_pad"] | None = None
+    request_id: str | None = None
     cache_salt: str | None = None
 
 
@@ -80,15 +75,17 @@ async def embed(service: ScoringService, body: EmbeddingRequest,
                             "results.", param="dimensions")
     texts = _texts(body.input)
     service.check_limit(len(texts), "input")
-    params = tokenization(body, service.max_model_len)
+    limit = service.max_model_len
+    tpt = check_truncation(body.truncate_prompt_tokens, limit)
+    # One text per input: no template and no pair caps, so only the truncation applies.
+    params = VllmTokenization(max_model_len=limit, truncate=limit if tpt == -1 else tpt,
+                              side=body.truncation_side if tpt is not None else None)
     scorer = service.scorer
 
     def run() -> tuple[Any, list[int]]:
-        import torch  # the server extra has it; this module imports without
-
-        with scorer._lock, torch.inference_mode():
+        with scorer._lock:
             vectors, coverage = scorer._backend.embed(
-                texts, limit=service.max_model_len, overflow="error", vllm=params)
+                texts, limit=limit, overflow="error", vllm=params)
         return vectors, coverage.num_tokens
 
     vectors, tokens = await asyncio.to_thread(run)

@@ -34,7 +34,7 @@ from .protocol import (
 )
 
 __all__ = [
-    "ApiError", "ScoringService", "as_texts", "check_pairing", "error_body",
+    "ApiError", "ScoringService", "as_texts", "check_pairing", "check_truncation", "error_body",
     "resolve_use_activation", "score_sides", "tokenization", "usage", "validation_message",
 ]
 
@@ -138,13 +138,18 @@ def resolve_use_activation(body: Any) -> bool | None:
     return use_activation  # type: ignore[no-any-return]
 
 
-def tokenization(body: Any, max_model_len: int) -> VllmTokenization:
-    """vLLM's tokenization of a request (its TokenizeParams and scoring token limits), or the
-    400 it answers for a request that asks for the impossible."""
-    tpt = body.truncate_prompt_tokens
+def check_truncation(tpt: int | None, max_model_len: int) -> int | None:
+    """vLLM's refusal of a ``truncate_prompt_tokens`` over the model's limit."""
     if tpt is not None and tpt > max_model_len:
         raise ApiError(400, "truncate_prompt_tokens value is greater than max_model_len. Please "
                             "request a smaller truncation size.")
+    return tpt
+
+
+def tokenization(body: Any, max_model_len: int) -> VllmTokenization:
+    """vLLM's tokenization of a request (its TokenizeParams and scoring token limits), or the
+    400 it answers for a request that asks for the impossible."""
+    tpt = check_truncation(body.truncate_prompt_tokens, max_model_len)
     caps = {}
     for name in ("max_tokens_per_query", "max_tokens_per_doc"):
         value = getattr(body, name)
