@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from .errors import InputError
+from .pairing import check_text
 
 __all__ = [
     "IMAGE_PLACEHOLDER",
@@ -51,6 +52,7 @@ __all__ = [
     "parse_score_item",
     "parse_score_items",
     "refuse_media",
+    "text_and_image",
 ]
 
 # The Qwen2-VL / Qwen3-VL / jina-reranker-m0 placeholder of one image in the prompt text
@@ -148,7 +150,7 @@ _UNSUPPORTED_PARTS = {
 def _part(value: Any, where: str) -> ContentPart:
     if not isinstance(value, Mapping):
         if isinstance(value, str):
-            return TextPart(value)  # vLLM accepts bare strings as text parts
+            return TextPart(check_text(value, where=where))  # vLLM takes bare strings too
         raise InputError(
             f"{where} is {type(value).__name__}; a content part is a dict such as "
             '{"type": "text", "text": "..."} or {"type": "image_url", "image_url": {"url": ...}}.'
@@ -161,7 +163,7 @@ def _part(value: Any, where: str) -> ContentPart:
         text = value.get("text")
         if not isinstance(text, str):
             raise InputError(f"{where} is a text part without a string 'text' (got {text!r:.60}).")
-        return TextPart(text)
+        return TextPart(check_text(text, where=f"{where}['text']"))
     if kind == "image_url":
         spec = value.get("image_url")
         url = spec.get("url") if isinstance(spec, Mapping) else spec
@@ -181,13 +183,22 @@ def _part(value: Any, where: str) -> ContentPart:
     )
 
 
+def text_and_image(text: str, url: str) -> dict[str, Any]:
+    """vLLM's ``{"content": [...]}`` item for a text (left out when empty) and one image URL:
+    how the wrappers send a document that carries an image."""
+    parts: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
+    return {"content": [*parts, {"type": "image_url", "image_url": {"url": url}}]}
+
+
 def parse_score_item(value: Any, *, where: str) -> ScoreItem:
     """One query or document: a string, a :class:`ScoreContent`, or ``{"content": [...]}``.
 
     Raises:
         InputError: anything else, or a malformed part (``where`` names the item).
     """
-    if isinstance(value, (str, ScoreContent)):
+    if isinstance(value, str):
+        return check_text(value, where=where)  # the text models' rule (no lone surrogates)
+    if isinstance(value, ScoreContent):
         return value
     if isinstance(value, Mapping) and "content" in value:
         extra = sorted(set(value) - {"content"})

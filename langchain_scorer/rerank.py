@@ -14,6 +14,7 @@ from pydantic import field_validator
 from engine.errors import InputError
 from engine.fusion import Fused
 from engine.integrations import SupportsRerank, check_sequence, copy_metadata
+from engine.media import text_and_image
 from engine.types import RerankResult
 from engine.wrapper_fields import first_stage_value
 
@@ -180,10 +181,7 @@ def _with_image(text: str, doc: Document, key: str, index: int) -> Any:
     if not isinstance(url, str) or not url:
         raise InputError(f"documents[{index}].metadata[{key!r}] must be an image URL string, "
                          f"got {url!r:.60}.")
-    parts: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": url}}]
-    if text:
-        parts.insert(0, {"type": "text", "text": text})
-    return {"content": parts}
+    return text_and_image(text, url)
 
 
 def template_fields(template: str) -> list[str]:

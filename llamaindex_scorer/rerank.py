@@ -17,6 +17,7 @@ from llama_index.core.schema import ImageNode, MetadataMode, NodeWithScore, Quer
 from engine.errors import InputError
 from engine.fusion import Fused
 from engine.integrations import SupportsRerank, check_sequence, copy_metadata
+from engine.media import text_and_image
 from engine.types import RerankResult
 from engine.wrapper_fields import first_stage_value
 
@@ -223,10 +224,7 @@ def _as_input(node: Any, text: str, index: int) -> Any:
     else:
         raise InputError(f"nodes[{index}] is an ImageNode with no image (image, image_url or "
                          "image_path); give it one, or use a TextNode.")
-    parts: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": url}}]
-    if text:
-        parts.insert(0, {"type": "text", "text": text})
-    return {"content": parts}
+    return text_and_image(text, url)
 
 
 def _as_bundle(query_bundle: Any) -> QueryBundle | None:

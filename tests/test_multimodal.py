@@ -488,3 +488,10 @@ def test_wrappers_score_images_as_content_items(qwen3_scorer: Scorer, bert_ce: P
     with pytest.raises(InputError, match="multimodal input"):
         langchain_scorer.ScorerRerank(scorer=text_model, image_key="image").compress_documents(
             docs, "q")
+
+
+@pytest.mark.parametrize("bad", ["\ud800", {"content": ["ok \udfff"]},
+                                 {"content": [{"type": "text", "text": "\ud800"}]}])
+def test_a_lone_surrogate_is_refused_for_image_models_too(qwen3_scorer: Scorer, bad: Any) -> None:
+    with pytest.raises(InputError, match="lone surrogate"):
+        qwen3_scorer.score("q", ["fine", bad])
