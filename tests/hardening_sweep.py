@@ -71,12 +71,11 @@ def scorer_cases(scorer: Any, area: str) -> None:
     def typed(e: Any) -> bool:
         return isinstance(e, ScorerError)
 
-    for i, bad in enumerate(BAD_TEXTS):
+    for bad in BAD_TEXTS:
         _run(area, f"documents={bad!r:.30}", lambda b=bad: scorer.score("q", b), typed)
         _run(area, f"queries={bad!r:.30}", lambda b=bad: scorer.score(b, ["d"]), typed)
         if not isinstance(bad, (str, list)):
             _run(area, f"rerank query={bad!r:.30}", lambda b=bad: scorer.rerank(b, ["d"]), typed)
-        del i
     _run(area, "N:M pairing", lambda: scorer.score(["a", "b"], ["c", "d", "e"]), typed)
     for opts in BAD_OPTIONS:
         _run(area, f"options {opts}", lambda o=opts: scorer.score("q", ["d " * 300], **o), typed)
