@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import Any
 
 __all__ = ["add_model_options", "json_object", "load_from_args"]
@@ -85,6 +86,34 @@ def add_model_options(p: argparse.ArgumentParser, *, positional_model: bool = Fa
                        "--enable-lora)")
         p.add_argument("--max-lora-rank", "--max_lora_rank", type=int, default=None,
                        help="refuse adapters of a higher rank (vLLM's --max-lora-rank)")
+        add_media_options(p)
+
+
+def add_media_options(p: argparse.ArgumentParser) -> None:
+    """Where a multimodal reranker may read image URLs from (vLLM's flags, plus ours for
+    http(s), which vLLM fetches unasked and we fetch only when told to)."""
+    p.add_argument("--allowed-local-media-path", "--allowed_local_media_path", default=None,
+                   metavar="DIR", help="multimodal models: read file:// image URLs below DIR "
+                   "only (default: refused)")
+    p.add_argument("--allow-http-media", action="store_true",
+                   help="multimodal models: fetch http(s):// image URLs (default: refused; "
+                   "data: URLs are always read)")
+    p.add_argument("--allowed-media-domains", "--allowed_media_domains", nargs="+",
+                   default=None, metavar="HOST",
+                   help="with --allow-http-media, fetch from these hosts only")
+    p.add_argument("--media-fetch-timeout", type=float,
+                   default=os.environ.get("VLLM_IMAGE_FETCH_TIMEOUT", "5"),
+                   metavar="SECONDS", help="seconds for one image fetch (default: "
+                   "VLLM_IMAGE_FETCH_TIMEOUT, else 5)")
+
+
+def media_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ScorerConfig fields of :func:`add_media_options`."""
+    domains = args.allowed_media_domains
+    return {"allowed_local_media_path": args.allowed_local_media_path,
+            "allow_http_media": args.allow_http_media or bool(domains),
+            "allowed_media_domains": tuple(domains) if domains else None,
+            "media_fetch_timeout": args.media_fetch_timeout}
 
 
 def lora_module(value: str) -> tuple[str, str]:
@@ -130,6 +159,7 @@ def load_from_args(args: argparse.Namespace, *, vllm: bool = False) -> Any:
             options.update(enable_lora=True, lora_modules=modules or None)
         if args.max_lora_rank is not None:
             options.update(max_lora_rank=args.max_lora_rank)
+        options.update(media_options(args))
         score_type = score_type or _CONVERT.get(args.convert)
     return Scorer.load(
         args.model, score_type=score_type, device=args.device, dtype=args.dtype,

@@ -226,8 +226,8 @@ class Scorer(ScorerBase):
 
     def _score_resolved(
         self,
-        queries: list[str],
-        documents: list[str],
+        queries: list[Any],
+        documents: list[Any],
         query_index: list[int],
         *,
         use_activation: bool | None,
@@ -235,7 +235,8 @@ class Scorer(ScorerBase):
         tokenization: VllmTokenization | None = None,
         lora_request: LoRARequest | str | None = None,
     ) -> list[ScoreResult]:
-        """Score already-paired, already-validated input (pair k = queries[query_index[k]]).
+        """Score already-paired, already-validated input (pair k = queries[query_index[k]]);
+        items are strings, or ScoreContent for a model that ``accepts_media``.
 
         For engine.server's micro-batcher, which merges many requests into one model call and
         shares each distinct query between them; ``truncate_prompt_tokens`` is already
@@ -254,7 +255,7 @@ class Scorer(ScorerBase):
         return results
 
     def _score_vllm(
-        self, queries: list[str], documents: list[str], *, use_activation: bool | None,
+        self, queries: list[Any], documents: list[Any], *, use_activation: bool | None,
         tokenization: VllmTokenization, query_index: list[int] | None = None,
         progress: Any = None, lora_request: LoRARequest | str | None = None,
     ) -> list[ScoreResult]:

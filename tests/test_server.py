@@ -40,6 +40,8 @@ class ServerThread:
     def __init__(self, app: Any, *, graceful_s: float = 30.0) -> None:
         import uvicorn
 
+        self.app = app
+
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))

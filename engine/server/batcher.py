@@ -25,6 +25,7 @@ from typing import Any
 
 from ..calls import VllmTokenization
 from ..errors import ScorerError
+from ..media import ScoreContent, ScoreItem
 from ..types import ScoreResult
 
 __all__ = ["BatchStats", "MicroBatcher", "merge_jobs", "take_batch"]
@@ -38,17 +39,25 @@ class ServerClosing(ScorerError):
     """The server is shutting down and takes no new work."""
 
 
-def estimate_tokens(text: str) -> int:
-    """A cheap token estimate (about 4 characters a token) for the batch budget only."""
-    return len(text) // 4 + 1
+# What one image counts for in the batch budget: its patch tokens are known only once the
+# backend has decoded it, and Qwen2/3-VL's processors cap a default image near this many.
+IMAGE_TOKENS_ESTIMATE = 1024
+
+
+def estimate_tokens(item: ScoreItem) -> int:
+    """A cheap token estimate (about 4 characters a token, a flat count per image) for the
+    batch budget only."""
+    if isinstance(item, ScoreContent):
+        return sum(len(t) for t in item.texts) // 4 + 1 + IMAGE_TOKENS_ESTIMATE * len(item.images)
+    return len(item) // 4 + 1
 
 
 @dataclass(eq=False)
 class Job:
     """One request waiting for the model."""
 
-    queries: list[str]
-    documents: list[str]
+    queries: list[ScoreItem]
+    documents: list[ScoreItem]
     query_index: list[int]
     use_activation: bool | None
     truncate_prompt_tokens: int | None
@@ -102,14 +111,17 @@ def take_batch(pending: collections.deque[Job], *, max_pairs: int, max_tokens: i
     return batch
 
 
-def merge_jobs(jobs: list[Job]) -> tuple[list[str], list[str], list[int], list[int]]:
-    """Concatenate jobs into one call; each distinct query text appears once.
+def merge_jobs(
+    jobs: list[Job],
+) -> tuple[list[ScoreItem], list[ScoreItem], list[int], list[int]]:
+    """Concatenate jobs into one call; each distinct query appears once (a multimodal query is
+    a frozen value, so equal parts, image URLs included, share one slot).
 
     Returns (queries, documents, query_index, offsets), where job j's pairs are
     ``offsets[j]:offsets[j + 1]`` of the merged call.
     """
-    slot: dict[str, int] = {}
-    documents: list[str] = []
+    slot: dict[ScoreItem, int] = {}
+    documents: list[ScoreItem] = []
     query_index: list[int] = []
     offsets = [0]
     for job in jobs:
@@ -189,7 +201,7 @@ class MicroBatcher:
 
     # -- requests ----------------------------------------------------------------------------------
     async def submit(
-        self, queries: list[str], documents: list[str], query_index: list[int], *,
+        self, queries: list[ScoreItem], documents: list[ScoreItem], query_index: list[int], *,
         use_activation: bool | None, truncate_prompt_tokens: int | None = None,
         tokenization: VllmTokenization | None = None, lora: str | None = None,
     ) -> list[ScoreResult]:

@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 from ..calls import VllmTokenization
+from ..media import ScoreContent, ScoreItem, parse_score_item
 from ..pairing import check_text
 from ..ranking import rank
 from ..types import ScoreResult
@@ -34,7 +35,7 @@ from .protocol import (
 )
 
 __all__ = [
-    "ApiError", "ScoringService", "as_texts", "check_pairing", "check_truncation", "error_body",
+    "ApiError", "ScoringService", "as_items", "check_pairing", "check_truncation", "error_body",
     "resolve_use_activation", "score_sides", "tokenization", "usage", "validation_message",
 ]
 
@@ -104,16 +105,32 @@ def score_sides(body: ScoreRequest) -> tuple[str, str]:
                         f"got {got}.", type="Bad Request", param="body")
 
 
-def as_texts(value: Any, *, side: str, architecture: str) -> list[str]:
-    """A side of the request as a list of strings, in vLLM's order of checks: a multimodal
-    ``{"content": [...]}`` part to a text model is refused with vLLM's message."""
+def as_items(value: Any, *, side: str, architecture: str,
+             accepts_media: bool = False) -> list[ScoreItem]:
+    """A side of the request as score items, in vLLM's order of checks (``_validate_mm_score_
+    input``): a ``{"content": [...]}`` part to a text model is refused with vLLM's message; a
+    multimodal model parses it (malformed parts are a 400 naming ``side[i]``)."""
     items = value if isinstance(value, list) else [value]
-    for item in items:
-        if isinstance(item, MultiModalInput):
-            raise ApiError(400, f"MultiModalParam is not supported for {architecture}")
+    if not accepts_media:
+        for item in items:
+            if isinstance(item, MultiModalInput):
+                raise ApiError(400, f"MultiModalParam is not supported for {architecture}")
+    out: list[ScoreItem] = []
     for i, item in enumerate(items):
-        check_text(item, where=f"{side}[{i}]")
-    return list(items)
+        where = f"{side}[{i}]"
+        if isinstance(item, MultiModalInput):
+            out.append(parse_score_item({"content": item.content}, where=where))
+        else:
+            out.append(check_text(item, where=where))
+    return out
+
+
+def rerank_document(item: ScoreItem) -> RerankDocument:
+    """How vLLM echoes a document: ``{text, multi_modal: null}``, or for a ``{"content": [...]}``
+    one ``{text: null, multi_modal: [parts]}``."""
+    if isinstance(item, ScoreContent):
+        return RerankDocument(text=None, multi_modal=item.content_parts())
+    return RerankDocument(text=item)
 
 
 def check_pairing(n_queries: int, n_documents: int) -> list[int]:
@@ -238,8 +255,9 @@ class ScoringService:
 
     async def run(
         self, queries: Any, documents: Any, body: Any, *, sides: tuple[str, str]
-    ) -> tuple[list[ScoreResult], int]:
-        """Results in pair order, and the request's prompt tokens (vLLM's order of checks)."""
+    ) -> tuple[list[ScoreResult], list[ScoreItem], int]:
+        """Results in pair order, the documents as parsed, and the request's prompt tokens
+        (vLLM's order of checks)."""
         params = tokenization(body, self.max_model_len)
         floor = int(getattr(self.scorer, "min_length", 1))
         if params.truncate is not None and params.truncate < floor:
@@ -248,9 +266,9 @@ class ScoringService:
                                 "fewest tokens this model's inputs can be cut to (its special "
                                 "tokens plus one token of text).", param="truncate_prompt_tokens")
         self.check_template_kwargs(dict(params.template_kwargs))
-        architecture = self.architecture
-        q = as_texts(queries, side=sides[0], architecture=architecture)
-        d = as_texts(documents, side=sides[1], architecture=architecture)
+        architecture, media = self.architecture, bool(getattr(self.scorer, "accepts_media", False))
+        q = as_items(queries, side=sides[0], architecture=architecture, accepts_media=media)
+        d = as_items(documents, side=sides[1], architecture=architecture, accepts_media=media)
         query_index = check_pairing(len(q), len(d))
         self.check_limit(max(len(q), len(d)), sides[1])
         results = await self.batcher.submit(q, d, query_index,
@@ -258,7 +276,7 @@ class ScoringService:
                                             tokenization=params, lora=self.adapter_of(body))
         tokens = usage(results, query_index)
         self.metrics.add_scored(len(results), tokens)
-        return results, tokens
+        return results, d, tokens
 
     def check_template_kwargs(self, kwargs: dict[str, Any]) -> None:
         """vLLM's reserved-key refusal; then ours (stricter): template variables the served
@@ -290,8 +308,8 @@ class ScoringService:
     async def score(self, body: ScoreRequest, request_id: str) -> ScoreResponse:
         self.check_request(body)
         left, right = score_sides(body)
-        results, tokens = await self.run(getattr(body, left), getattr(body, right), body,
-                                         sides=(left, right))
+        results, _, tokens = await self.run(getattr(body, left), getattr(body, right), body,
+                                            sides=(left, right))
         return ScoreResponse(
             id=f"score-{request_id}",
             created=int(time.time()),
@@ -302,17 +320,15 @@ class ScoringService:
 
     async def rerank(self, body: RerankRequest, request_id: str) -> RerankResponse:
         self.check_request(body)
-        results, tokens = await self.run(body.query, body.documents, body,
-                                         sides=("query", "documents"))
-        given = body.documents if isinstance(body.documents, list) else [body.documents]
-        documents = [d if isinstance(d, str) else "" for d in given]  # all text by now
+        results, documents, tokens = await self.run(body.query, body.documents, body,
+                                                    sides=("query", "documents"))
         ranked = rank(results, documents, top_n=body.top_n or None,
                       non_finite=getattr(self.scorer, "non_finite", "error"))
         return RerankResponse(
             id=f"score-{request_id}",
             model=self.adapter_of(body) or self.served,
             usage=RerankUsage(prompt_tokens=tokens, total_tokens=tokens),
-            results=[RerankResult(index=r.index, document=RerankDocument(text=str(r.document)),
+            results=[RerankResult(index=r.index, document=rerank_document(documents[r.index]),
                                   relevance_score=r.score) for r in ranked],
         )
 
